@@ -1,0 +1,14 @@
+"""disco_core: the plain library behind disco (no Prefect import; usable from a notebook).
+
+Modules, one owner per thing:
+- ``schemas``: the Parquet tables (columns and types) and their atomic reading/writing;
+- ``config``: the run configuration as one typed object;
+- ``datasets``: the registry of datasets and their loaders into canonical tables;
+- ``conversation``: the student's input formatter;
+- ``encoder``: SPLADE encoding of texts into sparse vocabulary vectors;
+- ``index``: the exact inverted index and top-k retrieval;
+- ``runs``: run tables and TREC run files;
+- ``evaluation``: ranx metrics, comparisons and significance.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,115 @@
+"""The run configuration: one typed object, loaded from YAML with ``section.key=value`` overrides.
+
+Unknown keys and wrong types are errors (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+
+DEFAULT_METRICS = ["mrr@10", "ndcg@3", "recall@10", "recall@100"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatasetConfig(_Section):
+    name: str = Field("embedded", description="registry name (see `disco datasets`)")
+    path: str | None = Field(None, description="source folder; overrides the registry's default location")
+    domains: list[str] | None = Field(None, description="keep only these domains (MTRAG: clapnq, cloud, fiqa, govt)")
+
+
+class EncoderConfig(_Section):
+    model: str = Field("splade-tiny", description="alias, Hugging Face id or local folder of a masked LM")
+    doc_max_length: int = Field(256, gt=2, description="tokens kept per passage")
+    query_max_length: int = Field(256, gt=2, description="tokens kept per query / formatted conversation")
+    # Performance-only settings: they change speed and memory, not the vectors, so they are not
+    # part of any cache key.
+    batch_size: int = Field(32, gt=0, description="texts per forward pass (upper bound)")
+    token_budget: int = Field(4096, gt=0, description="non-padding tokens per forward pass: bounds memory")
+    device: str = Field("cpu", description="torch device")
+    threads: int | None = Field(None, description="torch intra-op threads (default: torch's choice)")
+
+
+class ConversationConfig(_Section):
+    answers: Literal["last", "all", "none"] = Field(
+        "last", description="agent answers in the student input: the previous one (DiSCo), all, or none"
+    )
+
+
+class IndexConfig(_Section):
+    engine: Literal["inverted"] = "inverted"
+    # Performance-only.
+    query_batch_size: int = Field(512, gt=0, description="queries scored per batch (bounds memory)")
+    threads: int | None = Field(None, description="numba threads for retrieval (default: all cores)")
+
+
+class RetrievalConfig(_Section):
+    k: int = Field(1000, gt=0, le=10000, description="documents retrieved per query")
+
+
+class EvaluationConfig(_Section):
+    variants: list[str] = Field(
+        ["last_turn", "conversation", "rewrite"],
+        description="query variants: last_turn, conversation, rewrite (dataset default teacher) or rewrite:<teacher>",
+    )
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    stat_test: Literal["student", "fisher", "tukey"] = Field("student", description="paired test (ranx)")
+    max_p: float = Field(0.05, gt=0, lt=1)
+
+
+class Config(_Section):
+    work_dir: str = Field("work", description="where every stage writes (relative to the current directory)")
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    conversation: ConversationConfig = Field(default_factory=ConversationConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @property
+    def work_path(self) -> Path:
+        return Path(self.work_dir)
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``a.b.c=value`` override; the value is parsed as YAML (``k=100``, ``x=[a,b]``)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} is not of the form section.key=value")
+    dotted, raw = assignment.split("=", 1)
+    keys = dotted.strip().split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {assignment!r}: {key!r} is not a section")
+    node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        where = f"{path}: " if path else ""
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{where}invalid configuration: {problems}") from None

@@ -1,0 +1,174 @@
+"""The exact inverted index over SPLADE document vectors, and batched top-k retrieval.
+
+Posting lists are the columns of the document matrix in CSC form (term -> documents, weights),
+stored as three ``.npy`` arrays and memory-mapped on load. Retrieval is term-at-a-time with a dense
+score accumulator per worker thread (numba, parallel over queries): exact scores, no pruning.
+Only documents sharing at least one term with the query (score > 0) are returned; ties are broken
+by document position, so results are deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import DataError
+
+# numba compiles the kernels once (~15 s) and caches them here for later processes.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "numba"))
+import numba  # noqa: E402
+
+FORMAT_VERSION = 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _search_one(q_terms, q_weights, indptr, postings, weights, acc, touched, k):
+    n_touched = 0
+    for j in range(q_terms.shape[0]):
+        t = q_terms[j]
+        w = q_weights[j]
+        for p in range(indptr[t], indptr[t + 1]):
+            d = postings[p]
+            if acc[d] == 0.0:
+                touched[n_touched] = d
+                n_touched += 1
+            acc[d] += w * weights[p]
+    cand = touched[:n_touched].copy()
+    scores = np.empty(n_touched, dtype=np.float32)
+    for i in range(n_touched):
+        scores[i] = acc[cand[i]]
+        acc[cand[i]] = 0.0  # reset for the next query: cost proportional to touched documents
+    # keep positive scores only (a zero-weight term can touch without scoring)
+    keep = scores > 0
+    cand = cand[keep]
+    scores = scores[keep]
+    if cand.shape[0] > k:
+        # k-th largest as a threshold, then an exact sort of the survivors
+        threshold = np.partition(scores, cand.shape[0] - k)[cand.shape[0] - k]
+        keep = scores >= threshold
+        cand = cand[keep]
+        scores = scores[keep]
+    # sort by score desc, then document position asc (deterministic ties)
+    order = np.argsort(cand, kind="mergesort")
+    cand = cand[order]
+    scores = scores[order]
+    order = np.argsort(-scores, kind="mergesort")[:k]
+    return cand[order], scores[order]
+
+
+@numba.njit(cache=True, parallel=True)
+def _search_batch(q_indptr, q_terms, q_weights, indptr, postings, weights, n_docs, k, n_chunks):
+    n_queries = q_indptr.shape[0] - 1
+    out_docs = np.full((n_queries, k), -1, dtype=np.int32)
+    out_scores = np.zeros((n_queries, k), dtype=np.float32)
+    per_chunk = (n_queries + n_chunks - 1) // n_chunks
+    for c in numba.prange(n_chunks):
+        acc = np.zeros(n_docs, dtype=np.float32)
+        touched = np.empty(n_docs, dtype=np.int32)
+        for q in range(c * per_chunk, min(n_queries, (c + 1) * per_chunk)):
+            a, b = q_indptr[q], q_indptr[q + 1]
+            docs, scores = _search_one(q_terms[a:b], q_weights[a:b], indptr, postings, weights, acc, touched, k)
+            out_docs[q, : docs.shape[0]] = docs
+            out_scores[q, : docs.shape[0]] = scores
+    return out_docs, out_scores
+
+
+class InvertedIndex:
+    """Exact inverted index: ``build`` from a document matrix, ``save``/``load``, ``search``."""
+
+    def __init__(self, indptr: np.ndarray, postings: np.ndarray, weights: np.ndarray, doc_ids: list[str],
+                 meta: dict | None = None):
+        self.indptr, self.postings, self.weights = indptr, postings, weights
+        self.doc_ids = list(doc_ids)
+        self.meta = dict(meta or {})
+
+    @classmethod
+    def build(cls, doc_vectors: sp.spmatrix, doc_ids: list[str], meta: dict | None = None) -> InvertedIndex:
+        if doc_vectors.shape[0] != len(doc_ids):
+            raise ValueError(f"{doc_vectors.shape[0]} vectors for {len(doc_ids)} document ids")
+        csc = sp.csc_matrix(doc_vectors, dtype=np.float32)
+        csc.sort_indices()
+        return cls(csc.indptr.astype(np.int64), csc.indices.astype(np.int32), csc.data.astype(np.float32),
+                   doc_ids, meta)
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.doc_ids)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.indptr.shape[0] - 1
+
+    @property
+    def nnz(self) -> int:
+        return int(self.postings.shape[0])
+
+    def save(self, folder: str | Path) -> Path:
+        """Write into ``folder`` (files replaced atomically one by one; meta.json last, as the seal)."""
+        from .io import atomic_path, write_json_atomic
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("indptr", "postings", "weights"):
+            with atomic_path(folder / f"{name}.npy") as tmp:
+                with tmp.open("wb") as handle:
+                    np.save(handle, getattr(self, name))
+        write_json_atomic(folder / "doc_ids.json", self.doc_ids)
+        meta = {**self.meta, "format_version": FORMAT_VERSION, "n_docs": self.n_docs,
+                "vocab_size": self.vocab_size, "nnz": self.nnz}
+        write_json_atomic(folder / "meta.json", meta)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, mmap: bool = True) -> InvertedIndex:
+        folder = Path(folder)
+        meta_path = folder / "meta.json"
+        if not meta_path.exists():
+            raise DataError(folder, "not an index folder (meta.json missing)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise DataError(meta_path, f"index format {meta.get('format_version')} is not {FORMAT_VERSION}; rebuild it")
+        mode = "r" if mmap else None
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode=mode) for name in ("indptr", "postings", "weights")}
+        doc_ids = json.loads((folder / "doc_ids.json").read_text())
+        index = cls(arrays["indptr"], arrays["postings"], arrays["weights"], doc_ids, meta)
+        if index.n_docs != meta["n_docs"] or index.nnz != meta["nnz"]:
+            raise DataError(folder, "index files do not match meta.json; rebuild it")
+        return index
+
+    def search(self, queries: sp.spmatrix, k: int = 1000, batch_size: int = 512,
+               threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k for each query row: ``(doc positions, scores)``, each ``n_queries x k``;
+        positions are -1 (score 0) past the last document that shares a term with the query."""
+        queries = sp.csr_matrix(queries, dtype=np.float32)
+        if queries.shape[1] != self.vocab_size:
+            raise ValueError(f"queries have {queries.shape[1]} dimensions, index has {self.vocab_size}")
+        queries.sort_indices()
+        k = int(min(k, self.n_docs))
+        if threads:
+            numba.set_num_threads(threads)
+        n_chunks = numba.get_num_threads()
+        docs_out, scores_out = [], []
+        for start in range(0, queries.shape[0], batch_size):
+            batch = queries[start : start + batch_size]
+            docs, scores = _search_batch(batch.indptr.astype(np.int64), batch.indices.astype(np.int32),
+                                         batch.data, self.indptr, self.postings, self.weights, self.n_docs, k,
+                                         min(n_chunks, max(1, batch.shape[0])))
+            docs_out.append(docs)
+            scores_out.append(scores)
+        if not docs_out:
+            return np.zeros((0, k), dtype=np.int32), np.zeros((0, k), dtype=np.float32)
+        return np.concatenate(docs_out), np.concatenate(scores_out)
+
+    def search_ids(self, queries: sp.spmatrix, query_ids: list[str], k: int = 1000, **kwargs) -> dict[str, list[tuple[str, float]]]:
+        """Top-k as ``{query_id: [(doc_id, score), ...]}``, best first."""
+        docs, scores = self.search(queries, k, **kwargs)
+        out = {}
+        for qid, drow, srow in zip(query_ids, docs, scores):
+            n = int((drow >= 0).sum())
+            out[qid] = [(self.doc_ids[d], float(s)) for d, s in zip(drow[:n], srow[:n])]
+        return out

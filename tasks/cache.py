@@ -1,0 +1,133 @@
+"""Stage caching: a stage reruns only when its inputs, settings or code changed, or an output is gone.
+
+Each stage folder holds ``_manifest.json``: the stage's key and the fingerprint (size, mtime) of
+every output it wrote. The key hashes
+- the fingerprints of the input files (an upstream stage that reran rewrote them: new mtimes),
+- the stage's settings (the slice of the config that changes its outputs),
+- the source code of the stage and of the disco_core modules it calls.
+A hit needs the same key and every output present with the recorded fingerprint, so a deleted or
+edited output is a miss (Prefect's own cache would hand back a path to a file that is gone). The
+manifest is written last: a stage killed halfway is a miss next time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import types
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from disco_core.io import write_json_atomic
+
+MANIFEST = "_manifest.json"
+
+
+def fingerprint(path: Path) -> list:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def code_hash(objects: Iterable[object]) -> str:
+    """Hash the source of functions and modules (a package: every .py file under it)."""
+    digest = hashlib.sha256()
+    for obj in objects:
+        if isinstance(obj, types.ModuleType) and hasattr(obj, "__path__"):
+            for file in sorted(Path(next(iter(obj.__path__))).rglob("*.py")):
+                digest.update(file.read_bytes())
+        else:
+            digest.update(inspect.getsource(obj).encode())
+    return digest.hexdigest()
+
+
+def stage_key(stage: str, inputs: Iterable[Path], settings: dict, code: str) -> str:
+    payload = {
+        "stage": stage,
+        "inputs": {str(p): fingerprint(p) for p in sorted(set(map(Path, inputs)))},
+        "settings": settings,
+        "code": code,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class StageResult:
+    stage: str
+    folder: Path
+    outputs: dict[str, Path]
+    cache_hit: bool
+    key: str
+    info: dict = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Path:
+        return self.outputs[name]
+
+    @property
+    def files(self) -> list[Path]:
+        files: list[Path] = []
+        for path in self.outputs.values():
+            files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        return files
+
+
+def _output_files(outputs: dict[str, Path]) -> list[Path]:
+    return StageResult("", Path(), outputs, False, "").files
+
+
+def lookup(folder: Path, key: str, outputs: dict[str, Path]) -> dict | None:
+    """The manifest if it matches ``key`` and every recorded output is intact, else None."""
+    manifest_path = folder / MANIFEST
+    if not manifest_path.exists():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if manifest.get("key") != key:
+        return None
+    recorded: dict = manifest.get("files", {})
+    if not recorded or any(not p.exists() for p in outputs.values()):
+        return None
+    for name, fp in recorded.items():
+        path = folder / name
+        if not path.exists() or fingerprint(path) != fp:
+            return None
+    return manifest
+
+
+def record(folder: Path, key: str, outputs: dict[str, Path], info: dict) -> None:
+    files = {str(p.relative_to(folder)): fingerprint(p) for p in _output_files(outputs)}
+    write_json_atomic(folder / MANIFEST, {"key": key, "files": files, "info": info})
+
+
+def invalidate(folder: Path) -> None:
+    (folder / MANIFEST).unlink(missing_ok=True)
+
+
+def run_stage(stage: str, folder: Path, inputs: Iterable[Path], settings: dict, code: Iterable[object],
+              outputs: dict[str, Path], build, logger, force: bool = False) -> StageResult:
+    """Return the cached outputs of ``stage`` when the manifest matches, else ``build()`` them.
+
+    ``build()`` writes every path of ``outputs`` (atomically) and returns a JSON-able info dict.
+    """
+    import time
+
+    folder.mkdir(parents=True, exist_ok=True)
+    key = stage_key(stage, inputs, settings, code_hash(code))
+    manifest = None if force else lookup(folder, key, outputs)
+    if manifest is not None:
+        logger.info("%s: cache hit (%s)", stage, folder)
+        return StageResult(stage, folder, outputs, True, key, manifest.get("info", {}))
+    logger.info("%s: running (%s)", stage, "forced" if force else "inputs, settings, code or outputs changed")
+    invalidate(folder)
+    start = time.perf_counter()
+    info = build() or {}
+    info["seconds"] = round(time.perf_counter() - start, 3)
+    missing = [str(p) for p in outputs.values() if not p.exists()]
+    if missing:
+        raise RuntimeError(f"stage {stage} did not write {missing}")
+    record(folder, key, outputs, info)
+    logger.info("%s: done in %.1f s", stage, info["seconds"])
+    return StageResult(stage, folder, outputs, False, key, info)
