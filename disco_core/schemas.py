@@ -128,13 +128,13 @@ def validate(name: str, table: pa.Table, source: str | Path | None = None) -> pa
     if missing:
         raise DataError(source, f"{name} table lacks column(s) {missing}")
     table = table.select(sch.names)
-    try:
-        table = table.cast(sch)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise DataError(source, f"{name} table does not match its schema: {exc}") from None
     for f in sch:
         if not f.nullable and table.column(f.name).null_count:
             raise DataError(source, f"{name} table has nulls in non-nullable column {f.name!r}")
+    try:
+        table = table.cast(sch)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+        raise DataError(source, f"{name} table does not match its schema: {exc}") from None
     key = KEYS[name]
     if table.num_rows:
         counts = table.group_by(list(key)).aggregate([([], "count_all")])

@@ -7,7 +7,8 @@ every output it wrote. The key hashes
 - the source code of the stage and of the disco_core modules it calls.
 A hit needs the same key and every output present with the recorded fingerprint, so a deleted or
 edited output is a miss (Prefect's own cache would hand back a path to a file that is gone). The
-manifest is written last: a stage killed halfway is a miss next time.
+manifest is written last, after every output was replaced atomically: a stage killed halfway is a
+miss next time, and a stage that fails leaves the previous outputs and manifest as they were.
 """
 
 from __future__ import annotations
@@ -102,10 +103,6 @@ def record(folder: Path, key: str, outputs: dict[str, Path], info: dict) -> None
     write_json_atomic(folder / MANIFEST, {"key": key, "files": files, "info": info})
 
 
-def invalidate(folder: Path) -> None:
-    (folder / MANIFEST).unlink(missing_ok=True)
-
-
 def run_stage(stage: str, folder: Path, inputs: Iterable[Path], settings: dict, code: Iterable[object],
               outputs: dict[str, Path], build, logger, force: bool = False) -> StageResult:
     """Return the cached outputs of ``stage`` when the manifest matches, else ``build()`` them.
@@ -121,7 +118,8 @@ def run_stage(stage: str, folder: Path, inputs: Iterable[Path], settings: dict, 
         logger.info("%s: cache hit (%s)", stage, folder)
         return StageResult(stage, folder, outputs, True, key, manifest.get("info", {}))
     logger.info("%s: running (%s)", stage, "forced" if force else "inputs, settings, code or outputs changed")
-    invalidate(folder)
+    # The old manifest stays until the new one replaces it: a failed run leaves the previous outputs
+    # and their record intact (a partial rewrite changes fingerprints, so it can never pass as a hit).
     start = time.perf_counter()
     info = build() or {}
     info["seconds"] = round(time.perf_counter() - start, 3)

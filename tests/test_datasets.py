@@ -1,0 +1,132 @@
+"""Dataset loaders: the embedded default, MTRAG on the real files, and bad input named by file:line."""
+
+import json
+from collections import Counter
+
+import pyarrow.compute as pc
+import pytest
+
+from disco_core import datasets
+from disco_core.errors import ConfigError, DataError
+
+
+# ---------------------------------------------------------------- embedded default
+@pytest.fixture(scope="module")
+def embedded():
+    return datasets.load("embedded")
+
+
+def test_embedded_size_and_shape(embedded):
+    corpus, turns = embedded.corpus, embedded.turns
+    assert corpus.num_rows >= 300
+    assert len(set(corpus["domain"].to_pylist())) >= 10
+    per_conv = Counter(turns["conversation_id"].to_pylist())
+    assert len(per_conv) >= 40
+    assert all(4 <= n <= 8 for n in per_conv.values())
+    # a human rewrite for every turn, graded qrels with a relevant passage for every turn
+    human = embedded.rewrites.filter(pc.equal(embedded.rewrites["teacher"], "human"))
+    assert set(human["query_id"].to_pylist()) == set(turns["query_id"].to_pylist())
+    grades = Counter(embedded.qrels["relevance"].to_pylist())
+    assert grades[2] >= turns.num_rows and grades[1] > 0
+    positives = embedded.qrels.filter(pc.equal(embedded.qrels["relevance"], 2))
+    assert set(positives["query_id"].to_pylist()) == set(turns["query_id"].to_pylist())
+
+
+def test_embedded_history_is_the_conversation_so_far(embedded):
+    rows = {r["query_id"]: r for r in embedded.turns.to_pylist()}
+    for qid, row in rows.items():
+        if row["turn"] == 1:
+            assert row["history"] == []
+        else:
+            prev = rows[f"{row['conversation_id']}_{row['turn'] - 1}"]
+            assert row["history"][: len(prev["history"])] == prev["history"]
+            assert row["history"][len(prev["history"])] == {"speaker": "user", "text": prev["utterance"]}
+
+
+# ---------------------------------------------------------------- MTRAG (real files in ../shared)
+def test_mtrag_counts_match_its_readme(mtrag_path):
+    t = datasets.load("mtrag", mtrag_path)
+    assert t.corpus.num_rows == 19687
+    assert Counter(t.corpus["domain"].to_pylist()) == {"clapnq": 6026, "cloud": 6255, "fiqa": 6959, "govt": 447}
+    assert t.turns.num_rows == 842
+    assert pc.count_distinct(t.turns["conversation_id"]).as_py() == 110
+    positives = t.qrels.filter(pc.greater(t.qrels["relevance"], 0))
+    assert pc.count_distinct(positives["query_id"]).as_py() == 777
+    assert t.qrels.filter(pc.equal(t.qrels["relevance"], 0)).num_rows > 0  # annotators' judged negatives
+    assert set(t.rewrites["teacher"].to_pylist()) == {"mtrag-mixtral"}
+    assert not any(x.startswith("|user|") for x in t.rewrites["text"].to_pylist())
+
+
+def test_mtrag_turns_carry_their_history(mtrag_path):
+    t = datasets.load("mtrag", mtrag_path, domains=["govt"])
+    assert set(t.corpus["domain"].to_pylist()) == {"govt"} and t.corpus.num_rows == 447
+    conversations = {json.loads(line)["conversation_id"]: json.loads(line)
+                     for line in (mtrag_path / "conversations.jsonl").open()}
+    for row in t.turns.to_pylist()[:50]:
+        messages = conversations[row["conversation_id"]]["messages"]
+        earlier = [{"speaker": m["speaker"], "text": m["text"]} for m in messages if m["turn"] < row["turn"]]
+        assert row["history"] == earlier
+        user = [m["text"] for m in messages if m["speaker"] == "user" and m["turn"] == row["turn"]]
+        assert row["utterance"] == user[0].strip()
+
+
+# ---------------------------------------------------------------- bad input
+def write_dataset(folder, corpus_lines, conv_lines):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "corpus.jsonl").write_text("\n".join(corpus_lines) + "\n")
+    (folder / "conversations.jsonl").write_text("\n".join(conv_lines) + "\n")
+    return folder
+
+
+DOC = '{"doc_id": "d%d", "title": "T", "text": "passage %d"}'
+CONV = json.dumps({"conversation_id": "c1", "turns": [
+    {"turn": 1, "user": "what is d1?", "rewrite": "what is d1?", "agent": "a doc", "qrels": {"d1": 2}},
+    {"turn": 2, "user": "and the other?", "rewrite": "what is d2?", "qrels": {"d2": 1}}]})
+
+
+def test_a_valid_small_dataset_loads(tmp_path):
+    t = datasets.load("embedded", write_dataset(tmp_path, [DOC % (1, 1), DOC % (2, 2)], [CONV]))
+    assert (t.corpus.num_rows, t.turns.num_rows, t.qrels.num_rows, t.rewrites.num_rows) == (2, 2, 2, 2)
+    assert t.turns.to_pylist()[1]["history"] == [{"speaker": "user", "text": "what is d1?"},
+                                                 {"speaker": "agent", "text": "a doc"}]
+
+
+@pytest.mark.parametrize("corpus, convs, where, message", [
+    ([DOC % (1, 1), '{"doc_id": "d2", "title": "T", "text": "unclosed', DOC % (3, 3)], [CONV],
+     "corpus.jsonl:2", "malformed JSON"),
+    ([DOC % (1, 1), '{"doc_id": "d2", "title": "T"}'], [CONV], "corpus.jsonl:2", "missing field(s) 'text'"),
+    ([DOC % (1, 1), DOC % (2, 2), DOC % (1, 1)], [CONV], "corpus.jsonl:3", "duplicate doc_id 'd1'"),
+    ([DOC % (1, 1)], [CONV], "conversations.jsonl:1", "unknown document 'd2'"),
+    ([DOC % (1, 1), DOC % (2, 2)], [CONV, CONV], "conversations.jsonl:2", "duplicate conversation_id 'c1'"),
+    ([DOC % (1, 1), DOC % (2, 2)], [CONV, '{"conversation_id": "c2", "turns": []}'],
+     "conversations.jsonl:2", "has no turns"),
+    ([DOC % (1, 1), DOC % (2, 2)], [CONV.replace('"what is d1?", "rewrite"', '"  ", "rewrite"')],
+     "conversations.jsonl:1", "user is empty"),
+    ([DOC % (1, 1), DOC % (2, 2)], [CONV.replace('"turn": 2', '"turn": 3')], "conversations.jsonl:1", "numbered 1..N"),
+])
+def test_bad_input_names_file_and_line(tmp_path, corpus, convs, where, message):
+    folder = write_dataset(tmp_path, corpus, convs)
+    with pytest.raises(DataError) as info:
+        datasets.load("embedded", folder)
+    assert str(info.value).startswith(str(folder / where) + ":")
+    assert message in str(info.value)
+
+
+def test_mtrag_layout_errors(tmp_path, mtrag_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(mtrag_path, folder)
+    (folder / "qrels.tsv").chmod(0o644)
+    with (folder / "qrels.tsv").open("a") as f:
+        f.write("dd6b6ffd177f2b311abe676261279d2f<::>1\tno-such-doc\t1\n")
+    n = sum(1 for _ in (folder / "qrels.tsv").open())
+    with pytest.raises(DataError, match=rf"qrels.tsv:{n}: judgment names unknown document 'no-such-doc'"):
+        datasets.load("mtrag", folder)
+
+
+def test_unknown_dataset_and_missing_folder(tmp_path):
+    with pytest.raises(ConfigError, match="unknown dataset 'nope'"):
+        datasets.load("nope")
+    with pytest.raises(DataError, match="not found"):
+        datasets.load("embedded", tmp_path / "missing")
