@@ -7,10 +7,12 @@ defaults (``OMP_WAIT_POLICY=PASSIVE``, ``NUMBA_CACHE_DIR``, quiet tokenizers).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
 import platform
+import sys
 import threading
 import time
 from pathlib import Path
@@ -55,6 +57,7 @@ def machine() -> dict:
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "load average (1 min, at start)": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
     }
 
@@ -63,6 +66,20 @@ def print_header(title: str, info: dict) -> None:
     print(f"== {title}")
     for key, value in info.items():
         print(f"   {key}: {value}")
+
+
+@contextlib.contextmanager
+def native_stdout_silenced():
+    """Silence what native code (Rust, C) prints to the process's stdout, e.g. build logs."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 class Stopwatch:

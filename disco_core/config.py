@@ -65,6 +65,57 @@ class EvaluationConfig(_Section):
     max_p: float = Field(0.05, gt=0, lt=1)
 
 
+class TeacherConfig(_Section):
+    """One teacher: a named rewriter backend (see disco_core/rewriters.py)."""
+
+    name: str | None = Field(None, description="teacher name (default: the dataset's teacher for backend=dataset)")
+    backend: Literal["dataset", "hf", "openai", "file"] = "dataset"
+    model: str | None = Field(None, description="hf: alias, hub id or folder; openai: the served model name")
+    gguf_file: str | None = Field(None, description="hf: GGUF file inside the model folder/repo")
+    path: str | None = Field(None, description="file: TSV/JSONL of query id and rewrite")
+    base_url: str | None = Field(None, description="openai: e.g. http://localhost:8000/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the key")
+    concurrency: int = Field(4, gt=0)
+    timeout: float = Field(60.0, gt=0)
+    retries: int = Field(4, ge=0)
+    backoff: float = Field(1.0, ge=0)
+    batch_size: int = Field(8, gt=0, description="hf: prompts per generate call")
+    max_new_tokens: int = Field(48, gt=0)
+    history_turns: int = Field(3, gt=0, description="earlier turns shown to the LLM")
+    answer_chars: int = Field(400, gt=0, description="characters kept of each earlier answer")
+
+
+def _default_teachers() -> list[TeacherConfig]:
+    return [TeacherConfig(backend="dataset"),
+            TeacherConfig(name="smollm2", backend="hf", model="smollm2-135m-instruct")]
+
+
+class DistillConfig(_Section):
+    fusion: Literal["mean", "max", "per-teacher"] = Field("mean", description="how teachers' scores combine")
+    teacher_k: int = Field(1000, gt=0, description="documents scored per teacher and query")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="conversations held out for the report")
+    split_seed: int = 13
+
+
+class TrainConfig(_Section):
+    seed: int = 42
+    learning_rate: float = Field(2e-4, gt=0, description="2e-4 suits splade-tiny; DiSCo used 2e-5 for SPLADE++")
+    batch_size: int = Field(16, gt=1, description="queries per step (in-batch negatives need 2+)")
+    epochs: int = Field(3, gt=0)
+    max_length: int = Field(256, gt=2, description="tokens of the student's conversation input")
+    grad_accumulation: int = Field(1, gt=0)
+    negatives: int = Field(16, gt=0)
+    negative_ranks: tuple[int, int] = Field((11, 960), description="teacher ranks negatives are sampled from")
+    kl_weight: float = 0.99
+    ce_weight: float = 0.01
+    temperature: float = Field(1.0, gt=0)
+    flops_weight: float = Field(0.0, ge=0, description="FLOPS regularizer on query vectors")
+    l1_weight: float = Field(0.0, ge=0, description="L1 regularizer on query vectors")
+    reg_warmup_steps: int = Field(0, ge=0, description="quadratic warm-up of the regularizers")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up")
+    log_every: int = Field(10, gt=0)
+
+
 class Config(_Section):
     work_dir: str = Field("work", description="where every stage writes (relative to the current directory)")
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
@@ -73,6 +124,9 @@ class Config(_Section):
     index: IndexConfig = Field(default_factory=IndexConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    teachers: list[TeacherConfig] = Field(default_factory=_default_teachers)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
     @property
     def work_path(self) -> Path:

@@ -127,15 +127,30 @@ class SpladeEncoder:
         return out.astype(np.float32)
 
     def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, lengths: list[int]) -> torch.Tensor:
-        if self._split is not None:
-            base, head = self._split
-            hidden = base(input_ids=input_ids, attention_mask=mask).last_hidden_state
-            logits = head(hidden[mask.bool()])  # (non-padding tokens, vocab)
-            pooled = torch.stack([seg.amax(dim=0) for seg in logits.split(lengths)])
-        else:
-            logits = self.model(input_ids=input_ids, attention_mask=mask).logits
-            pooled = logits.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
-        return torch.log1p(torch.relu(pooled))
+        return splade_forward(self.model, self._split, input_ids, mask, lengths)
+
+    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Padded ``(input_ids, attention_mask, lengths)`` for one batch (training uses this)."""
+        enc = self.tokenizer(list(texts), truncation=True, max_length=max_length or self.max_length,
+                             padding=True, return_tensors="pt")
+        mask = enc["attention_mask"]
+        return enc["input_ids"].to(self.device), mask.to(self.device), mask.sum(dim=1).tolist()
+
+
+def splade_forward(model, split, input_ids: torch.Tensor, mask: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """``(batch, vocab)`` SPLADE weights; differentiable (the trainer calls it with gradients on).
+
+    ``split`` is ``_split_masked_lm(model)``: with it, the vocabulary head runs on the non-padding
+    tokens only. Padding must be on the right (the tokenizers' default for these models)."""
+    if split is not None:
+        base, head = split
+        hidden = base(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        logits = head(hidden[mask.bool()])  # (non-padding tokens, vocab)
+        pooled = torch.stack([seg.amax(dim=0) for seg in logits.split(lengths)])
+    else:
+        logits = model(input_ids=input_ids, attention_mask=mask).logits
+        pooled = logits.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
+    return torch.log1p(torch.relu(pooled))
 
 
 def _split_masked_lm(model: torch.nn.Module):

@@ -86,6 +86,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def short_hash(obj: Any) -> str:
+    """A short stable hash of a JSON-able object (folder and file names keyed by settings)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the full pipeline or the stages up to one")
     run.add_argument("stage", nargs="?", default="pipeline",
-                     help="pipeline (default) or a stage: ingest, encode_corpus, index, encode_queries, retrieve, evaluate")
+                     help="pipeline (default) or the stages up to one: ingest, encode_corpus, index, "
+                          "encode_queries, retrieve, evaluate, rewrite, score_teachers, fuse, train, report")
     for p in (run, sub.add_parser("config", help="print the resolved configuration")):
         p.add_argument("-c", "--config", help="YAML config file")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nstages: " + ", ".join(f"{n} {'(cache hit)' if s['cache_hit'] else '(ran)'}" for n, s in summary.items()))
     if "evaluate" in summary:
         print("\n" + Path(stage_folder(cfg, "evaluate"), "metrics.md").read_text())
+    if "report" in summary:
+        print("\n" + Path(stage_folder(cfg, "report"), "report.md").read_text())
     print(f"outputs: {stage_folder(cfg, 'ingest').parent}")
     return 0
 

@@ -20,28 +20,48 @@ from tasks.cache import StageResult
 STAGES = stages.STAGES
 
 
-def run_until(cfg: Config, until: str = "evaluate", force: tuple[str, ...] = ()) -> dict[str, StageResult]:
-    """Run the stages in order up to ``until``; ``force`` names stages to rerun even when fresh."""
+def run_until(cfg: Config, until: str = "report", force: tuple[str, ...] = ()) -> dict[str, StageResult]:
+    """Run the stages in order up to ``until``; ``force`` names stages to rerun even when fresh.
+
+    Per-teacher stages are keyed ``rewrite[<teacher>]`` and ``score_teachers[<teacher>]``."""
     if until not in STAGES:
         raise ValueError(f"unknown stage {until!r}; stages: {', '.join(STAGES)}")
     for name in force:
         if name not in STAGES:
             raise ValueError(f"unknown stage {name!r} in force; stages: {', '.join(STAGES)}")
     wanted = set(STAGES[: STAGES.index(until) + 1])
-    done: dict[str, StageResult] = {}
     f = {name: name in force for name in STAGES}
+    done: dict[str, StageResult] = {}
     done["ingest"] = stages.ingest(cfg, force=f["ingest"])
-    if "encode_corpus" in wanted:
+    if wanted & {"encode_corpus", "index", "retrieve", "evaluate", "score_teachers", "fuse", "train", "report"}:
         done["encode_corpus"] = stages.encode_corpus(cfg, done["ingest"], force=f["encode_corpus"])
-    if "index" in wanted:
         done["index"] = stages.build_index(cfg, done["encode_corpus"], force=f["index"])
-    if "encode_queries" in wanted:
+    if wanted & {"encode_queries", "retrieve", "evaluate", "report"}:
         done["encode_queries"] = stages.encode_queries(cfg, done["ingest"], force=f["encode_queries"])
-    if "retrieve" in wanted:
+    if wanted & {"retrieve", "evaluate", "report"}:
         done["retrieve"] = stages.retrieve(cfg, done["index"], done["encode_queries"], force=f["retrieve"])
     if "evaluate" in wanted:
         done["evaluate"] = stages.evaluate(cfg, done["ingest"], done["encode_corpus"], done["encode_queries"],
                                            done["retrieve"], force=f["evaluate"])
+    rewritten, scored = [], []
+    if wanted & {"rewrite", "score_teachers", "fuse", "train", "report"}:
+        stages.teacher_names(cfg)  # unique names, before any work
+        for i in range(len(cfg.teachers)):
+            r = stages.rewrite(cfg, done["ingest"], i, force=f["rewrite"])
+            done[f"rewrite[{r.info['teacher']}]"] = r
+            rewritten.append(r)
+    if wanted & {"score_teachers", "fuse", "train", "report"}:
+        for r in rewritten:
+            s = stages.score_teacher(cfg, r, done["index"], force=f["score_teachers"])
+            done[f"score_teachers[{r.info['teacher']}]"] = s
+            scored.append(s)
+    if wanted & {"fuse", "train", "report"}:
+        done["fuse"] = stages.fuse_teachers(cfg, scored, done["encode_corpus"], force=f["fuse"])
+    if wanted & {"train", "report"}:
+        done["train"] = stages.train_student(cfg, done["ingest"], done["encode_corpus"], done["fuse"], force=f["train"])
+    if "report" in wanted:
+        done["report"] = stages.report(cfg, done["ingest"], done["index"], done["encode_queries"], done["retrieve"],
+                                       rewritten, scored, done["fuse"], done["train"], force=f["report"])
     logger = get_run_logger()
     logger.info("stages: %s", ", ".join(f"{n}={'hit' if r.cache_hit else 'ran'}" for n, r in done.items()))
     return done
@@ -59,8 +79,8 @@ def _run(until: str, config_path: str | None, overrides: list[str] | None, force
 @flow(name="disco-pipeline", log_prints=True)
 def disco_pipeline(config_path: str | None = None, overrides: list[str] | None = None,
                    force: list[str] | None = None) -> dict:
-    """Datasets to a ranx report: every stage, each a cache hit when fresh."""
-    return _run("evaluate", config_path, overrides, force)
+    """Datasets to the DiSCo report: every stage, each a cache hit when fresh."""
+    return _run("report", config_path, overrides, force)
 
 
 @flow(name="disco-ingest")
@@ -100,6 +120,36 @@ def evaluate_flow(config_path: str | None = None, overrides: list[str] | None = 
     return _run("evaluate", config_path, overrides, force)
 
 
+@flow(name="disco-rewrite")
+def rewrite_flow(config_path: str | None = None, overrides: list[str] | None = None,
+                 force: list[str] | None = None) -> dict:
+    return _run("rewrite", config_path, overrides, force)
+
+
+@flow(name="disco-score-teachers")
+def score_teachers_flow(config_path: str | None = None, overrides: list[str] | None = None,
+                        force: list[str] | None = None) -> dict:
+    return _run("score_teachers", config_path, overrides, force)
+
+
+@flow(name="disco-fuse")
+def fuse_flow(config_path: str | None = None, overrides: list[str] | None = None,
+              force: list[str] | None = None) -> dict:
+    return _run("fuse", config_path, overrides, force)
+
+
+@flow(name="disco-train")
+def train_flow(config_path: str | None = None, overrides: list[str] | None = None,
+               force: list[str] | None = None) -> dict:
+    return _run("train", config_path, overrides, force)
+
+
+@flow(name="disco-report")
+def report_flow(config_path: str | None = None, overrides: list[str] | None = None,
+                force: list[str] | None = None) -> dict:
+    return _run("report", config_path, overrides, force)
+
+
 FLOWS = {
     "pipeline": disco_pipeline,
     "ingest": ingest_flow,
@@ -108,4 +158,9 @@ FLOWS = {
     "encode_queries": encode_queries_flow,
     "retrieve": retrieve_flow,
     "evaluate": evaluate_flow,
+    "rewrite": rewrite_flow,
+    "score_teachers": score_teachers_flow,
+    "fuse": fuse_flow,
+    "train": train_flow,
+    "report": report_flow,
 }

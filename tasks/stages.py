@@ -15,6 +15,10 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 import disco_core.conversation  # noqa: E402
+import disco_core.distill  # noqa: E402
+import disco_core.report  # noqa: E402
+import disco_core.rewriters  # noqa: E402
+import disco_core.teachers  # noqa: E402
 import disco_core.datasets  # noqa: E402
 import disco_core.encoder  # noqa: E402
 import disco_core.evaluation  # noqa: E402
@@ -27,11 +31,13 @@ import disco_core.schemas  # noqa: E402
 import disco_core.vectors  # noqa: E402
 from disco_core import datasets, schemas  # noqa: E402
 from disco_core.config import Config  # noqa: E402
+import disco_core.errors  # noqa: E402
 from disco_core.io import write_json_atomic, write_text_atomic  # noqa: E402
 
 from .cache import StageResult, run_stage  # noqa: E402
 
-STAGES = ("ingest", "encode_corpus", "index", "encode_queries", "retrieve", "evaluate")
+STAGES = ("ingest", "encode_corpus", "index", "encode_queries", "retrieve", "evaluate",
+          "rewrite", "score_teachers", "fuse", "train", "report")
 TASK_OPTIONS = dict(cache_policy=NO_CACHE, persist_result=False)
 
 
@@ -238,4 +244,255 @@ def evaluate(cfg: Config, ingested: StageResult, encoded: StageResult, queries: 
     artifact_key = re.sub(r"[^a-z0-9-]+", "-", f"disco-metrics-{dataset_folder(cfg).name}".lower())
     create_markdown_artifact(key=artifact_key, markdown=table,
                              description="disco retrieval metrics")
+    return result
+
+
+# ---------------------------------------------------------------------------- distillation
+def dataset_teacher(cfg: Config) -> str:
+    return datasets.get(cfg.dataset.name).rewrite_teacher
+
+
+def teacher_names(cfg: Config) -> list[str]:
+    names = [disco_core.rewriters.teacher_name(t, dataset_teacher(cfg)) for t in cfg.teachers]
+    if len(set(names)) != len(names):
+        raise disco_core.errors.ConfigError(f"teacher names must be unique: {names}")
+    return names
+
+
+# Settings of a teacher that change its rewrites (not speed: concurrency, timeouts, batch size).
+_TEACHER_OUTPUT_SETTINGS = ("name", "backend", "model", "gguf_file", "path", "base_url", "max_new_tokens",
+                            "history_turns", "answer_chars")
+
+
+@task(name="rewrite", **TASK_OPTIONS)
+def rewrite(cfg: Config, ingested: StageResult, teacher_index: int, force: bool = False) -> StageResult:
+    """One teacher's rewrites of every turn, journaled as they arrive (a rerun resumes)."""
+    logger = get_run_logger()
+    teacher = cfg.teachers[teacher_index]
+    name = disco_core.rewriters.teacher_name(teacher, dataset_teacher(cfg))
+    folder = stage_folder(cfg, "rewrite") / slug(name)
+    outputs = {"rewrites": folder / "rewrites.parquet"}
+    settings = {k: getattr(teacher, k) for k in _TEACHER_OUTPUT_SETTINGS}
+    settings_hash = disco_core.io.short_hash(settings)
+
+    def build():
+        turns = schemas.read_table("turns", ingested["turns"]).to_pylist()
+        dataset_rows = schemas.read_table("rewrites", ingested["rewrites"]).to_pylist()
+        rewriter = disco_core.rewriters.make_rewriter(teacher, dataset_teacher(cfg), dataset_rows,
+                                                      device=cfg.encoder.device)
+        journal = disco_core.rewriters.RewriteJournal(folder / f"journal-{settings_hash}.jsonl")
+        before = len(journal.load())
+        import time
+
+        start = time.perf_counter()
+        rows = disco_core.rewriters.run_rewriter(rewriter, turns, journal)
+        generated = len(rows) - before
+        seconds = time.perf_counter() - start
+        table = schemas.to_table("rewrites", [{**r, "teacher": name, "model": rewriter.model,
+                                               "prompt_hash": rewriter.prompt_hash} for r in rows])
+        schemas.write_table("rewrites", table, outputs["rewrites"])
+        statuses = dict(zip(*table.group_by("status").aggregate([([], "count_all")]).to_pydict().values()))
+        logger.info("rewrite %s: %d turns (%d resumed from the journal), statuses %s", name, len(rows), before, statuses)
+        return {"teacher": name, "turns": len(rows), "resumed": before, "status": statuses,
+                "llm_calls_per_turn": rewriter.llm_calls_per_turn,
+                "seconds_per_turn": seconds / generated if generated and rewriter.llm_calls_per_turn else None}
+
+    inputs = [ingested["turns"], ingested["rewrites"]] + ([Path(teacher.path)] if teacher.path else [])
+    return run_stage(f"rewrite[{name}]", folder, inputs, settings, [rewrite.fn, disco_core.rewriters],
+                     outputs, build, logger, force)
+
+
+@task(name="score_teachers", **TASK_OPTIONS)
+def score_teacher(cfg: Config, rewritten: StageResult, indexed: StageResult, force: bool = False) -> StageResult:
+    """SPLADE on one teacher's rewrites, top-k from the shared index: teacher_scores.parquet."""
+    logger = get_run_logger()
+    name = rewritten.info["teacher"]
+    folder = stage_folder(cfg, "teacher_scores") / slug(name)
+    outputs = {"teacher_scores": folder / "teacher_scores.parquet", "vectors": folder / "query_vectors.npz"}
+
+    def build():
+        table = schemas.read_table("rewrites", rewritten["rewrites"])
+        encoder = _encoder(cfg, cfg.encoder.query_max_length)
+        matrix = encoder.encode(table["text"].to_pylist())
+        qids = table["query_id"].to_pylist()
+        disco_core.vectors.save_vectors(outputs["vectors"], matrix, qids)
+        index = disco_core.index.InvertedIndex.load(indexed["index"])
+        scores = disco_core.teachers.teacher_scores(index, matrix, qids, name, k=cfg.distill.teacher_k,
+                                                    batch_size=cfg.index.query_batch_size, threads=cfg.index.threads)
+        schemas.write_table("teacher_scores", scores, outputs["teacher_scores"])
+        logger.info("score_teachers %s: %d queries, %d scores", name, len(qids), scores.num_rows)
+        return {"teacher": name, "queries": len(qids), "query_nonzeros": disco_core.vectors.mean_nonzeros(matrix)}
+
+    settings = {"model": cfg.encoder.model, "query_max_length": cfg.encoder.query_max_length,
+                "k": cfg.distill.teacher_k}
+    return run_stage(f"score_teachers[{name}]", folder, rewritten.files + indexed.files, settings,
+                     [score_teacher.fn, disco_core.teachers, disco_core.index, disco_core.encoder],
+                     outputs, build, logger, force)
+
+
+@task(name="fuse", **TASK_OPTIONS)
+def fuse_teachers(cfg: Config, scored: list[StageResult], encoded: StageResult, force: bool = False) -> StageResult:
+    """Teachers combined at the score level on the union of their candidates: targets.parquet."""
+    logger = get_run_logger()
+    folder = stage_folder(cfg, "fuse")
+    outputs = {"targets": folder / "targets.parquet"}
+
+    def build():
+        import pyarrow as pa
+
+        scores = pa.concat_tables([schemas.read_table("teacher_scores", s["teacher_scores"]) for s in scored])
+        vectors = {s.info["teacher"]: disco_core.vectors.load_vectors(s["vectors"]) for s in scored}
+        doc_matrix, doc_ids = disco_core.vectors.load_vectors(encoded["doc_vectors"])
+        targets = disco_core.teachers.fuse(scores, vectors, doc_matrix, doc_ids, cfg.distill.fusion,
+                                           k=cfg.distill.teacher_k)
+        schemas.write_table("targets", targets, outputs["targets"])
+        logger.info("fuse: %s over %s: %d targets", cfg.distill.fusion, list(vectors), targets.num_rows)
+        return {"fusion": cfg.distill.fusion, "teachers": list(vectors), "targets": targets.num_rows}
+
+    inputs = [f for s in scored for f in s.files] + [encoded["doc_vectors"]]
+    return run_stage("fuse", folder, inputs, {"fusion": cfg.distill.fusion, "k": cfg.distill.teacher_k},
+                     [fuse_teachers.fn, disco_core.teachers], outputs, build, logger, force)
+
+
+def student_inputs(cfg: Config, turns: list[dict], tokenizer) -> list[str]:
+    formatter = disco_core.conversation.ConversationFormatter(tokenizer, cfg.train.max_length, cfg.conversation.answers)
+    return formatter.format_many(turns)
+
+
+def held_out(cfg: Config, turns: list[dict]) -> set[str]:
+    return disco_core.report.split_conversations([t["conversation_id"] for t in turns], cfg.distill.test_fraction,
+                                                 cfg.distill.split_seed)
+
+
+@task(name="train", **TASK_OPTIONS)
+def train_student(cfg: Config, ingested: StageResult, encoded: StageResult, fused: StageResult,
+                  force: bool = False) -> StageResult:
+    """The student query encoder, trained on the cached targets of the training conversations."""
+    logger = get_run_logger()
+    folder = stage_folder(cfg, "train")
+    outputs = {"model": folder / "model", "log": folder / "train_log.json"}
+    settings = {"train": cfg.train.model_dump(), "model": cfg.encoder.model, "answers": cfg.conversation.answers,
+                "split": [cfg.distill.test_fraction, cfg.distill.split_seed]}
+
+    def build():
+        turns = schemas.read_table("turns", ingested["turns"]).to_pylist()
+        test = held_out(cfg, turns)
+        train_turns = [t for t in turns if t["conversation_id"] not in test]
+        doc_matrix, doc_ids = disco_core.vectors.load_vectors(encoded["doc_vectors"])
+        targets = {}
+        cols = schemas.read_table("targets", fused["targets"]).sort_by([("query_id", "ascending"), ("rank", "ascending")])
+        for qid, source, did, score in zip(*(cols[c].to_pylist() for c in ("query_id", "source", "doc_id", "score"))):
+            key = qid if cfg.distill.fusion != "per-teacher" else (qid, source)
+            targets.setdefault(key, ([], []))[0].append(did)
+            targets[key][1].append(score)
+        qrels = disco_core.evaluation.qrels_dict(schemas.read_table("qrels", ingested["qrels"]))
+        trainer = disco_core.distill.Trainer(cfg.encoder.model, cfg.train, doc_matrix,
+                                             folder / f"run-{disco_core.io.short_hash(settings)}", device=cfg.encoder.device)
+        texts = student_inputs(cfg, train_turns, trainer.student.tokenizer)
+        position = {d: i for i, d in enumerate(doc_ids)}
+        if cfg.distill.fusion == "per-teacher":
+            keys = [k for k in targets if k[0] in {t["query_id"] for t in train_turns}]
+            text_of = {t["query_id"]: x for t, x in zip(train_turns, texts)}
+            examples = disco_core.distill.build_examples([k[0] for k in keys], [text_of[k[0]] for k in keys],
+                                                         {k[0]: targets[k] for k in keys}, qrels, position)
+        else:
+            examples = disco_core.distill.build_examples([t["query_id"] for t in train_turns], texts, targets,
+                                                         qrels, position)
+        logger.info("train: %d examples from %d training turns (%d conversations held out)",
+                    len(examples), len(train_turns), len(test))
+        history = trainer.train(examples, progress=lambda r: logger.info("train: %s", r))
+        trainer.save_final(outputs["model"])
+        write_json_atomic(outputs["log"], history)
+        return {"examples": len(examples), "steps": trainer.step, "held_out_conversations": len(test),
+                "final": history[-1] if history else {}}
+
+    inputs = [ingested["turns"], ingested["qrels"], encoded["doc_vectors"], fused["targets"]]
+    return run_stage("train", folder, inputs, settings, [train_student.fn, disco_core.distill,
+                     disco_core.conversation, disco_core.encoder], outputs, build, logger, force)
+
+
+@task(name="report", **TASK_OPTIONS)
+def report(cfg: Config, ingested: StageResult, indexed: StageResult, queries: StageResult,
+           retrieved: StageResult, rewritten: list[StageResult], scored: list[StageResult],
+           fused: StageResult, trained: StageResult, force: bool = False) -> StageResult:
+    """Student vs teachers vs baselines on the held-out conversations: Markdown, JSON, plot, artifact."""
+    logger = get_run_logger()
+    folder = stage_folder(cfg, "report")
+    outputs = {"report": folder / "report.md", "json": folder / "report.json", "plot": folder / "depth.png"}
+
+    def build():
+        import time
+
+        R = disco_core.report
+        turns = schemas.read_table("turns", ingested["turns"]).to_pylist()
+        test = held_out(cfg, turns)
+        test_turns = [t for t in turns if t["conversation_id"] in test]
+        test_ids = {t["query_id"] for t in test_turns}
+        turn_of = {t["query_id"]: t["turn"] for t in test_turns}
+        qrels = {q: d for q, d in disco_core.evaluation.qrels_dict(
+            schemas.read_table("qrels", ingested["qrels"])).items() if q in test_ids}
+        index = disco_core.index.InvertedIndex.load(indexed["index"])
+        k = cfg.retrieval.k
+
+        def restrict(run):
+            return {q: hits for q, hits in run.items() if q in test_ids}
+
+        def nnz_of(path):
+            matrix, ids = disco_core.vectors.load_vectors(path)
+            return {q: float(n) for q, n in zip(ids, matrix.getnnz(axis=1)) if q in test_ids}
+
+        def latency(encoder, texts, max_length):
+            sample = texts[:32]
+            start = time.perf_counter()
+            for text in sample:
+                index.search(encoder.encode([text], max_length=max_length), k=k)
+            return 1000 * (time.perf_counter() - start) / max(len(sample), 1)
+
+        # the student: trained query encoder on the formatted conversation
+        student = disco_core.encoder.SpladeEncoder(str(trained["model"]), max_length=cfg.train.max_length,
+                                                   device=cfg.encoder.device)
+        texts = student_inputs(cfg, test_turns, student.tokenizer)
+        matrix = student.encode(texts)
+        qids = [t["query_id"] for t in test_turns]
+        rows = [R.Row("student (DiSCo)", index.search_ids(matrix, qids, k=k), "student", 0,
+                      {q: float(n) for q, n in zip(qids, matrix.getnnz(axis=1))},
+                      latency(student, texts, cfg.train.max_length))]
+        base = _encoder(cfg, cfg.encoder.query_max_length)
+        for r, s in zip(rewritten, scored):
+            name = r.info["teacher"]
+            table = schemas.read_table("teacher_scores", s["teacher_scores"])
+            run = restrict(disco_core.runs.from_table(table.drop_columns(["teacher"])))
+            rewrites = schemas.read_table("rewrites", r["rewrites"]).to_pydict()
+            text_of = dict(zip(rewrites["query_id"], rewrites["text"]))
+            ms = latency(base, [text_of[q] for q in qids if q in text_of], cfg.encoder.query_max_length)
+            per_turn = r.info.get("seconds_per_turn")
+            rows.append(R.Row(f"teacher: {name}", run, "teacher", r.info["llm_calls_per_turn"], nnz_of(s["vectors"]),
+                              ms + (1000 * per_turn if per_turn else 0)))
+        if len(scored) > 1 and cfg.distill.fusion != "per-teacher":
+            targets = schemas.read_table("targets", fused["targets"])
+            run = restrict(disco_core.runs.from_table(targets.drop_columns(["source"])))
+            rows.append(R.Row(f"fused teachers ({cfg.distill.fusion})", run, "fused",
+                              sum(r.info["llm_calls_per_turn"] for r in rewritten)))
+        for variant, name in (("last_turn", "last turn"), ("conversation", "full conversation (untrained)")):
+            if variant in retrieved.outputs:
+                run = restrict(disco_core.runs.read_parquet(retrieved[variant]))
+                rows.append(R.Row(name, run, "baseline", 0, nnz_of(queries[variant])))
+        ev, summary = R.build_report(rows, qrels, turn_of, cfg.evaluation.metrics, cfg.evaluation.stat_test,
+                                     cfg.evaluation.max_p)
+        title = f"DiSCo on {dataset_folder(cfg).name}: {len(test)} held-out conversations"
+        text = R.markdown(ev, summary, title)
+        write_text_atomic(outputs["report"], text)
+        write_json_atomic(outputs["json"], {**ev.to_dict(), **summary})
+        R.plot(summary, outputs["plot"], title)
+        logger.info("report:\n%s", text)
+        return {"scores": ev.scores, "best_teacher": summary["best_teacher"]}
+
+    inputs = [ingested["qrels"], trained["log"], *queries.files, *retrieved.files, fused["targets"],
+              *(f for s in scored for f in s.files)]
+    settings = {"metrics": cfg.evaluation.metrics, "k": cfg.retrieval.k, "stat_test": cfg.evaluation.stat_test,
+                "max_p": cfg.evaluation.max_p, "split": [cfg.distill.test_fraction, cfg.distill.split_seed]}
+    result = run_stage("report", folder, inputs, settings, [report.fn, disco_core.report, disco_core.evaluation],
+                       outputs, build, logger, force)
+    key = re.sub(r"[^a-z0-9-]+", "-", f"disco-report-{dataset_folder(cfg).name}".lower())
+    create_markdown_artifact(key=key, markdown=outputs["report"].read_text(), description="DiSCo report")
     return result

@@ -12,12 +12,13 @@ def corpus_rows():
 
 
 def test_every_table_has_a_schema_and_a_key():
-    assert set(schemas.SCHEMAS) == {"corpus", "turns", "qrels", "rewrites", "queries", "run"}
+    assert set(schemas.SCHEMAS) == {"corpus", "turns", "qrels", "rewrites", "queries", "run",
+                                     "teacher_scores", "targets"}
     for name, sch in schemas.SCHEMAS.items():
         assert all(k in sch.names for k in schemas.KEYS[name])
     assert schemas.TURNS.field("history").type == pa.list_(schemas.MESSAGE)
     assert schemas.QRELS.field("relevance").type == pa.int32()
-    assert schemas.REWRITES.names == ["query_id", "teacher", "text", "model", "prompt_hash"]
+    assert schemas.REWRITES.names == ["query_id", "teacher", "text", "model", "prompt_hash", "status"]
 
 
 def test_roundtrip_keeps_types(tmp_path):

@@ -1,0 +1,261 @@
+"""DiSCo student training on cached teacher scores.
+
+The student is a SPLADE query encoder reading the formatted conversation. For each training turn
+it scores 1 positive + ``negatives`` documents sampled from the teacher's ranks
+``negative_ranks`` (11-960 by default); the loss is
+
+    kl_weight * KL(softmax(teacher / T) || softmax(student / T))   over those candidates
+  + ce_weight * cross-entropy of each query against the batch's positives (in-batch negatives)
+  + optional FLOPS / L1 regularizers on the query vectors, with a quadratic warm-up.
+
+A positive the teacher did not retrieve gets the query's top teacher score. The document encoder
+is frozen, so candidate vectors are rows of the corpus matrix already built for the index: no
+document forward pass per step (``doc_source="encode"`` re-encodes them instead, for comparison).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from .config import TrainConfig  # noqa: E402
+from .encoder import SpladeEncoder, splade_forward  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Example:
+    query_id: str
+    text: str  # the student's input (formatted conversation)
+    positives: np.ndarray  # document positions judged relevant
+    candidates: np.ndarray  # document positions by teacher rank (rank 1 first)
+    scores: np.ndarray  # teacher scores, same order
+
+
+def build_examples(query_ids: Sequence[str], texts: Sequence[str], targets: dict[str, tuple[list[str], list[float]]],
+                   qrels: dict[str, dict[str, int]], doc_position: dict[str, int]) -> list[Example]:
+    """One example per turn that has a relevant document in the corpus and teacher targets.
+
+    ``targets``: ``{query_id: (doc ids by rank, scores)}`` for one target source."""
+    out = []
+    for qid, text in zip(query_ids, texts):
+        positives = [doc_position[d] for d, rel in qrels.get(qid, {}).items() if rel > 0 and d in doc_position]
+        if not positives or qid not in targets:
+            continue
+        docs, scores = targets[qid]
+        out.append(Example(qid, text, np.asarray(sorted(positives)), np.asarray([doc_position[d] for d in docs]),
+                           np.asarray(scores, dtype=np.float32)))
+    return out
+
+
+def sample_candidates(example: Example, rng: np.random.Generator, negatives: int,
+                      ranks: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(document positions, teacher scores)``: the positive first, then the negatives."""
+    positive = int(rng.choice(example.positives))
+    hit = np.flatnonzero(example.candidates == positive)
+    positive_score = example.scores[hit[0]] if hit.size else example.scores.max()
+    lo, hi = ranks
+    pool = np.arange(lo - 1, min(hi, len(example.candidates)))
+    pool = pool[~np.isin(example.candidates[pool], example.positives)]
+    if pool.size == 0:  # a short teacher list: fall back to any non-relevant candidate
+        pool = np.flatnonzero(~np.isin(example.candidates, example.positives))
+    if pool.size == 0:
+        raise ValueError(f"query {example.query_id!r}: no negative candidate in the teacher's list")
+    chosen = rng.choice(pool, size=negatives, replace=pool.size < negatives)
+    docs = np.concatenate([[positive], example.candidates[chosen]])
+    scores = np.concatenate([[positive_score], example.scores[chosen]]).astype(np.float32)
+    return docs, scores
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, in_batch: torch.Tensor,
+                      kl_weight: float = 0.99, ce_weight: float = 0.01, temperature: float = 1.0) -> dict:
+    """``student``/``teacher``: ``(batch, candidates)`` scores, positive first; ``in_batch``:
+    ``(batch, batch)`` scores of each query against every query's positive (diagonal = own)."""
+    kl = F.kl_div(F.log_softmax(student / temperature, dim=-1), F.log_softmax(teacher / temperature, dim=-1),
+                  log_target=True, reduction="batchmean")
+    ce = F.cross_entropy(in_batch, torch.arange(in_batch.shape[0], device=in_batch.device))
+    return {"loss": kl_weight * kl + ce_weight * ce, "kl": kl, "ce": ce}
+
+
+def flops(q: torch.Tensor) -> torch.Tensor:
+    return (q.abs().mean(dim=0) ** 2).sum()
+
+
+def l1(q: torch.Tensor) -> torch.Tensor:
+    return q.abs().sum(dim=1).mean()
+
+
+def _to_torch_sparse(rows: sp.csr_matrix) -> torch.Tensor:
+    coo = rows.tocoo()
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32)), coo.shape).coalesce()
+
+
+class Trainer:
+    """Trains a SPLADE query encoder on :class:`Example` s; checkpoints each epoch and resumes."""
+
+    def __init__(self, model: str, settings: TrainConfig, doc_matrix: sp.csr_matrix, out_dir: str | Path,
+                 device: str = "cpu", doc_source: str = "cached", doc_texts: Sequence[str] | None = None,
+                 doc_encoder: SpladeEncoder | None = None, doc_max_length: int = 256):
+        self.settings, self.device = settings, torch.device(device)
+        self.out_dir = Path(out_dir)
+        self.student = SpladeEncoder(model, max_length=settings.max_length, device=device)
+        self.doc_matrix = doc_matrix.tocsr()
+        if doc_source not in ("cached", "encode"):
+            raise ValueError("doc_source must be cached or encode")
+        self.doc_source, self.doc_texts, self.doc_max_length = doc_source, doc_texts, doc_max_length
+        if doc_source == "encode":
+            if doc_texts is None:
+                raise ValueError("doc_source='encode' needs doc_texts")
+            self.doc_encoder = doc_encoder or SpladeEncoder(model, max_length=doc_max_length, device=device)
+        torch.manual_seed(settings.seed)
+        self.optimizer = torch.optim.AdamW(self.student.model.parameters(), lr=settings.learning_rate)
+        self.step = 0
+        self.history: list[dict] = []
+
+    # -------------------------------------------------------------- one step
+    def document_vectors(self, positions: np.ndarray) -> torch.Tensor:
+        if self.doc_source == "cached":
+            return _to_torch_sparse(self.doc_matrix[positions])
+        # the baseline: a forward pass of the frozen document encoder for every candidate
+        with torch.inference_mode():
+            enc = self.doc_encoder
+            ids, mask, lengths = enc.tokenize([self.doc_texts[i] for i in positions], self.doc_max_length)
+            dense = splade_forward(enc.model, enc._split, ids, mask, lengths)
+        return dense.clone().to_sparse()
+
+    def batch_loss(self, batch: list[Example], rng: np.random.Generator) -> dict:
+        s = self.settings
+        sampled = [sample_candidates(ex, rng, s.negatives, tuple(s.negative_ranks)) for ex in batch]
+        positions = np.concatenate([d for d, _ in sampled])
+        teacher = torch.from_numpy(np.stack([t for _, t in sampled])).to(self.device)
+        ids, mask, lengths = self.student.tokenize([ex.text for ex in batch], s.max_length)
+        queries = splade_forward(self.student.model, self.student._split, ids, mask, lengths)  # (B, V)
+        docs = self.document_vectors(positions).to(self.device)  # (B * C, V), sparse
+        all_scores = torch.sparse.mm(docs, queries.T)  # (B * C, B): every candidate vs every query
+        n, c = len(batch), s.negatives + 1
+        per_query = all_scores.view(n, c, n)
+        student = per_query.diagonal(dim1=0, dim2=2).T  # (B, C): own candidates
+        in_batch = per_query[:, 0, :].T  # (B queries, B positives)
+        out = distillation_loss(student, teacher, in_batch, s.kl_weight, s.ce_weight, s.temperature)
+        ramp = min(1.0, (self.step / s.reg_warmup_steps) ** 2) if s.reg_warmup_steps else 1.0
+        if s.flops_weight:
+            out["flops"] = flops(queries)
+            out["loss"] = out["loss"] + ramp * s.flops_weight * out["flops"]
+        if s.l1_weight:
+            out["l1"] = l1(queries)
+            out["loss"] = out["loss"] + ramp * s.l1_weight * out["l1"]
+        out["query_nonzeros"] = (queries > 0).sum(dim=1).float().mean()
+        return out
+
+    # -------------------------------------------------------------- loop
+    def batches(self, examples: list[Example], epoch: int) -> list[list[Example]]:
+        order = np.random.default_rng([self.settings.seed, epoch]).permutation(len(examples))
+        b = self.settings.batch_size
+        return [[examples[i] for i in order[j : j + b]] for j in range(0, len(order) - 1, b) if len(order[j : j + b]) > 1]
+
+    def train(self, examples: list[Example], progress: Callable[[dict], None] | None = None,
+              max_steps: int | None = None) -> list[dict]:
+        """Train for ``settings.epochs`` epochs (resuming after the last complete checkpoint)."""
+        if len(examples) < 2:
+            raise ValueError(f"{len(examples)} training example(s): need at least 2 (in-batch negatives)")
+        s = self.settings
+        start_epoch = self.resume()
+        self.student.model.train()
+        for epoch in range(start_epoch, s.epochs):
+            rng = np.random.default_rng([s.seed, epoch, 1])
+            for i, batch in enumerate(self.batches(examples, epoch)):
+                for group in _chunks(batch, math.ceil(len(batch) / s.grad_accumulation)):
+                    if len(group) < 2:
+                        continue
+                    out = self.batch_loss(group, rng)
+                    (out["loss"] * len(group) / len(batch)).backward()
+                self._set_lr()
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                record = {"epoch": epoch + 1, "step": self.step,
+                          **{k: round(float(v.detach()), 5) for k, v in out.items()}}
+                self.history.append(record)
+                if progress and (self.step % s.log_every == 0 or i == 0):
+                    progress(record)
+                if max_steps is not None and self.step >= max_steps:
+                    return self.history
+            self.save_checkpoint(epoch + 1)
+        self.student.model.eval()
+        return self.history
+
+    def _set_lr(self) -> None:
+        s = self.settings
+        scale = min(1.0, (self.step + 1) / s.warmup_steps) if s.warmup_steps else 1.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = s.learning_rate * scale
+
+    # -------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+    def save_checkpoint(self, epoch: int) -> Path:
+        """``checkpoints/epoch-N``: weights (save_pretrained), optimizer, step and history;
+        written to a temporary folder and renamed, so a kill never leaves a half checkpoint."""
+        final = self.checkpoint_dir / f"epoch-{epoch}"
+        tmp = self.checkpoint_dir / f".epoch-{epoch}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.student.model.save_pretrained(tmp)
+        torch.save({"optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": epoch,
+                    "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
+        (tmp / "history.json").write_text(json.dumps(self.history))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        return final
+
+    def resume(self) -> int:
+        """Load the last complete checkpoint; return the epoch to start from."""
+        if not self.checkpoint_dir.exists():
+            return 0
+        done = sorted((int(p.name.split("-")[1]), p) for p in self.checkpoint_dir.glob("epoch-*")
+                      if (p / "trainer_state.pt").exists())
+        if not done:
+            return 0
+        epoch, path = done[-1]
+        from transformers import AutoModelForMaskedLM
+
+        state_model = AutoModelForMaskedLM.from_pretrained(path)
+        self.student.model.load_state_dict(state_model.state_dict())
+        state = torch.load(path / "trainer_state.pt", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step = state["step"]
+        self.history = json.loads((path / "history.json").read_text())
+        log.info("resumed from %s (epoch %d, step %d)", path, epoch, self.step)
+        return epoch
+
+    def save_final(self, folder: str | Path) -> Path:
+        """The trained query encoder, reloadable with ``AutoModelForMaskedLM.from_pretrained``."""
+        folder = Path(folder)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.student.model.save_pretrained(tmp)
+        self.student.tokenizer.save_pretrained(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        return folder
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), max(size, 1))]

@@ -1,0 +1,119 @@
+"""The DiSCo report: student vs teachers vs baselines on held-out conversations.
+
+Rows: the student (0 LLM calls at inference), each teacher (1 LLM call per turn; 0 for people's
+rewrites, which are not available at search time either), the fused teachers, the last turn, and
+the untrained model on the full conversation. Columns: the metrics, query non-zeros, LLM calls, and
+measured query latency (rewriting, where the rewrite stage timed it, + encoding + search). ``*``
+marks a significant difference from the best teacher; a second table breaks MRR@10 down by turn
+depth; a plot shows effectiveness and query non-zeros against turn depth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .evaluation import Evaluation, evaluate, label
+
+
+def split_conversations(conversation_ids: list[str], test_fraction: float, seed: int) -> set[str]:
+    """Held-out conversations: a deterministic hash order, the first ``test_fraction`` of it."""
+    unique = sorted(set(conversation_ids))
+    ranked = sorted(unique, key=lambda c: hashlib.sha256(f"{seed}:{c}".encode()).hexdigest())
+    n_test = max(1, round(len(unique) * test_fraction))
+    return set(ranked[:n_test])
+
+
+@dataclass
+class Row:
+    name: str
+    run: dict  # query id -> [(doc id, score)]
+    kind: str  # student | teacher | fused | baseline
+    llm_calls: float
+    query_nonzeros: dict[str, float] = field(default_factory=dict)  # query id -> nnz
+    latency_ms: float | None = None
+
+
+def depth_bucket(turn: int, last: int = 6) -> str:
+    return f"{last}+" if turn >= last else str(turn)
+
+
+def build_report(rows: list[Row], qrels: dict[str, dict[str, int]], turn_of: dict[str, int], metrics: list[str],
+                 stat_test: str = "student", max_p: float = 0.05) -> tuple[Evaluation, dict]:
+    """Evaluate every row on the same judged queries; return (evaluation, summary dict)."""
+    ev = evaluate(qrels, {r.name: r.run for r in rows}, metrics, stat_test, max_p)
+    teachers = [r.name for r in rows if r.kind == "teacher"]
+    main = metrics[0]
+    best_teacher = max(teachers, key=lambda t: ev.scores[t][main]) if teachers else None
+    depth: dict[str, dict[str, float]] = {}
+    nnz_depth: dict[str, dict[str, float]] = {}
+    for r in rows:
+        by_bucket, nnz_bucket = defaultdict(list), defaultdict(list)
+        for qid, value in ev.per_query[r.name][main].items():
+            by_bucket[depth_bucket(turn_of[qid])].append(value)
+        for qid, nnz in r.query_nonzeros.items():
+            if qid in qrels:
+                nnz_bucket[depth_bucket(turn_of[qid])].append(nnz)
+        depth[r.name] = {b: sum(v) / len(v) for b, v in sorted(by_bucket.items())}
+        nnz_depth[r.name] = {b: sum(v) / len(v) for b, v in sorted(nnz_bucket.items())}
+        judged = [n for q, n in r.query_nonzeros.items() if q in qrels]
+        ev.extra[r.name] = {"q nnz": sum(judged) / len(judged) if judged else float("nan"),
+                            "LLM calls": r.llm_calls,
+                            "ms/query": r.latency_ms if r.latency_ms is not None else float("nan")}
+    counts = defaultdict(int)
+    for qid in qrels:
+        counts[depth_bucket(turn_of[qid])] += 1
+    summary = {"best_teacher": best_teacher, "main_metric": main, "depth": depth, "nnz_depth": nnz_depth,
+               "depth_counts": dict(sorted(counts.items())), "kinds": {r.name: r.kind for r in rows}}
+    return ev, summary
+
+
+def markdown(ev: Evaluation, summary: dict, title: str) -> str:
+    best = summary["best_teacher"]
+    main = summary["main_metric"]
+    lines = [f"# {title}", "", ev.markdown(baseline=best).replace(
+        f"* = differs from {best}", f"* = differs from the best teacher ({best})")]
+    student = [n for n, k in summary["kinds"].items() if k == "student"]
+    if student and best:
+        s, t = ev.scores[student[0]], ev.scores[best]
+        gaps = ", ".join(f"{label(m)} {s[m] - t[m]:+.4f}" for m in ev.metrics)
+        lines += [f"Student minus best teacher ({best}): {gaps}.", ""]
+    buckets = list(summary["depth_counts"])
+    lines += [f"## {label(main)} by turn depth", "",
+              "| variant | " + " | ".join(f"turn {b} (n={summary['depth_counts'][b]})" for b in buckets) + " |",
+              "|---|" + "---:|" * len(buckets)]
+    for name, values in summary["depth"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{values.get(b, float('nan')):.4f}" for b in buckets) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, path: str | Path, title: str) -> Path:
+    """Effectiveness vs turn depth, and query non-zeros vs turn depth, side by side (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    buckets = list(summary["depth_counts"])
+    for name, values in summary["depth"].items():
+        style = "-" if summary["kinds"][name] == "student" else "--" if summary["kinds"][name] == "teacher" else ":"
+        left.plot(buckets, [values.get(b) for b in buckets], style, marker="o", label=name)
+        nnz = summary["nnz_depth"].get(name, {})
+        if nnz:
+            right.plot(buckets, [nnz.get(b) for b in buckets], style, marker="o", label=name)
+    left.set(xlabel="turn depth", ylabel=label(summary["main_metric"]), title="effectiveness")
+    right.set(xlabel="turn depth", ylabel="query non-zeros", title="query sparsity")
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
+    return path
