@@ -102,7 +102,8 @@ def l1(q: torch.Tensor) -> torch.Tensor:
 def _to_torch_sparse(rows: sp.csr_matrix) -> torch.Tensor:
     coo = rows.tocoo()
     indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32)), coo.shape).coalesce()
+    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32)), coo.shape,
+                                   check_invariants=False).coalesce()
 
 
 class Trainer:

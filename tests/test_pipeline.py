@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -10,26 +11,38 @@ from disco_core.errors import DataError
 
 pytestmark = pytest.mark.slow
 
-ALL = {"ingest", "encode_corpus", "index", "encode_queries", "retrieve", "evaluate"}
+SPINE = {"ingest", "encode_corpus", "index", "encode_queries", "retrieve", "evaluate"}
+TEACHERS = ("human", "lowercase")
+DISTILL = {*(f"rewrite[{t}]" for t in TEACHERS), *(f"score_teachers[{t}]" for t in TEACHERS), "fuse", "train", "report"}
+SCORED = {f"score_teachers[{t}]" for t in TEACHERS}
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, prefect_harness):
+    """Run a flow in a fresh work dir with fast teachers (the human rewrites and a file teacher)."""
+    from disco_core import datasets
     from flows.pipeline import FLOWS
 
     work = tmp_path_factory.mktemp("work")
+    human = datasets.load("embedded").rewrites.to_pydict()
+    teacher_file = work / "lowercase.tsv"
+    teacher_file.write_text("".join(f"{q}\t{t.lower()}\n" for q, t in zip(human["query_id"], human["text"])))
+    teachers = f"teachers=[{{backend: dataset}}, {{name: lowercase, backend: file, path: {teacher_file}}}]"
+    fast = [f"work_dir={work}", teachers, "train.epochs=1", "train.batch_size=32"]
 
     def _run(*overrides, flow="pipeline", force=()):
-        summary = FLOWS[flow](overrides=[f"work_dir={work}", *overrides], force=list(force))
+        summary = FLOWS[flow](overrides=[*fast, *overrides], force=list(force))
         return {name for name, s in summary.items() if not s["cache_hit"]}, summary
 
     _run.work = work / "embedded"
+    _run.teachers = teachers
+    _run.teacher_file = teacher_file
     return _run
 
 
 def test_first_run_second_run_and_invalidation(run):
     ran, summary = run()
-    assert ran == ALL
+    assert ran == SPINE | DISTILL
     metrics = json.loads((run.work / "evaluate" / "metrics.json").read_text())
     scores = metrics["scores"]
     assert set(scores) == {"last_turn", "conversation", "rewrite:human"}
@@ -38,23 +51,35 @@ def test_first_run_second_run_and_invalidation(run):
     assert (run.work / "retrieve" / "runs" / "last_turn.trec").exists()
     table = (run.work / "evaluate" / "metrics.md").read_text()
     assert "| rewrite:human |" in table and "MRR@10" in table
+    report = (run.work / "report" / "report.md").read_text()
+    assert "| student (DiSCo) |" in report and "| teacher: lowercase |" in report and "by turn depth" in report
+    assert (run.work / "report" / "depth.png").stat().st_size > 10_000
 
     # second run: every stage is a cache hit
     assert run()[0] == set()
 
     # a deleted output reruns its stage and the ones downstream, no others
     (run.work / "encode_corpus" / "doc_vectors.npz").unlink()
-    assert run()[0] == {"encode_corpus", "index", "retrieve", "evaluate"}
+    assert run()[0] == {"encode_corpus", "index", "retrieve", "evaluate"} | SCORED | {"fuse", "train", "report"}
     shutil.rmtree(run.work / "index")
-    assert run()[0] == {"index", "retrieve", "evaluate"}
+    assert run()[0] == {"index", "retrieve", "evaluate"} | SCORED | {"fuse", "train", "report"}
 
     # a stage setting reruns that stage and what follows it
-    assert run("retrieval.k=100")[0] == {"retrieve", "evaluate"}
-    assert run("retrieval.k=100", "encoder.query_max_length=64")[0] == {"encode_queries", "retrieve", "evaluate"}
-    assert run("retrieval.k=100", "encoder.query_max_length=64", "evaluation.max_p=0.01")[0] == {"evaluate"}
+    assert run("retrieval.k=100")[0] == {"retrieve", "evaluate", "report"}
+    assert run("retrieval.k=100", "evaluation.max_p=0.01")[0] == {"evaluate", "report"}
+    # a training setting reruns training and the report, not rewriting or scoring
+    assert run("retrieval.k=100", "evaluation.max_p=0.01", "train.learning_rate=1e-4")[0] == {"train", "report"}
     # performance-only settings are not part of any key
-    assert run("retrieval.k=100", "encoder.query_max_length=64", "evaluation.max_p=0.01",
+    assert run("retrieval.k=100", "evaluation.max_p=0.01", "train.learning_rate=1e-4",
                "encoder.batch_size=7", "index.query_batch_size=3")[0] == set()
+
+
+def test_adding_a_teacher_rewrites_and_scores_only_that_teacher(run):
+    base = run()[1]
+    third = run.teachers[:-1] + f", {{name: upper, backend: file, path: {run.teacher_file}}}]"
+    ran, summary = run(third)
+    assert ran == {"rewrite[upper]", "score_teachers[upper]", "fuse", "train", "report"}
+    assert set(summary) - set(base) == {"rewrite[upper]", "score_teachers[upper]"}
 
 
 def test_single_stage_flow_and_force(run):
@@ -80,8 +105,9 @@ def test_bad_source_fails_with_file_and_line_and_keeps_finished_work(run, tmp_pa
     assert good[1]["ingest"]["folder"] == str(run.work / "ingest")
 
 
-def test_config_round_trip_for_deployments():
-    from pathlib import Path
-
-    cfg = load_config(Path(__file__).resolve().parents[1] / "data" / "configs" / "default.yaml")
+def test_config_files_load():
+    root = Path(__file__).resolve().parents[1] / "data" / "configs"
+    for path in root.glob("*.yaml"):
+        load_config(path)
+    cfg = load_config(root / "default.yaml")
     assert cfg.dataset.name == "embedded" and cfg.retrieval.k == 1000

@@ -1,0 +1,184 @@
+"""DiSCo training pieces: the loss by hand, negative sampling, fusion rules, resume."""
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import scipy.sparse as sp
+import torch
+
+from disco_core import schemas
+from disco_core.config import TrainConfig
+from disco_core.distill import Example, Trainer, build_examples, distillation_loss, flops, l1, sample_candidates
+from disco_core.teachers import fuse
+
+
+def test_loss_against_hand_computation():
+    student = torch.tensor([[2.0, 1.0, 0.0], [0.5, 0.5, 3.0]])
+    teacher = torch.tensor([[3.0, 0.0, 0.0], [1.0, 0.0, 1.0]])
+    in_batch = torch.tensor([[4.0, 1.0], [2.0, 2.0]])
+    out = distillation_loss(student, teacher, in_batch, 0.99, 0.01, 1.0)
+
+    def softmax(x):
+        e = [math.exp(v) for v in x]
+        return [v / sum(e) for v in e]
+
+    kl = 0.0
+    for s_row, t_row in zip(student.tolist(), teacher.tolist()):
+        p, q = softmax(t_row), softmax(s_row)
+        kl += sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+    kl /= 2  # batch mean
+    ce = (-math.log(softmax([4.0, 1.0])[0]) - math.log(softmax([2.0, 2.0])[1])) / 2
+    assert out["kl"].item() == pytest.approx(kl, rel=1e-5)
+    assert out["ce"].item() == pytest.approx(ce, rel=1e-5)
+    assert out["loss"].item() == pytest.approx(0.99 * kl + 0.01 * ce, rel=1e-5)
+    hot = distillation_loss(student, teacher, in_batch, 1.0, 0.0, temperature=2.0)["kl"].item()
+    assert hot != pytest.approx(kl)  # temperature divides both score sets
+
+
+def test_regularizers():
+    q = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]])
+    assert flops(q).item() == pytest.approx((2.0 ** 2) + 0 + (1.0 ** 2))  # (mean |w_j|)^2 summed
+    assert l1(q).item() == pytest.approx((3.0 + 3.0) / 2)
+
+
+def make_example(n_candidates=1000, positives=(5, 40)):
+    rng = np.random.default_rng(0)
+    others = np.setdiff1d(rng.permutation(5000), positives)
+    # the first positive is the teacher's top document; the others are missing from its list
+    candidates = np.concatenate([[positives[0]], rng.permutation(others)[: n_candidates - 1]])
+    scores = np.sort(rng.random(n_candidates).astype(np.float32) * 30)[::-1]
+    return Example("q", "text", np.asarray(positives), candidates, scores)
+
+
+def test_negatives_come_from_teacher_ranks_11_to_960():
+    ex = make_example()
+    rng = np.random.default_rng(1)
+    rank_of = {d: r + 1 for r, d in enumerate(ex.candidates)}
+    seen_ranks = set()
+    for _ in range(300):
+        docs, scores = sample_candidates(ex, rng, 16, (11, 960))
+        assert len(docs) == 17 and docs[0] in ex.positives
+        negatives = docs[1:]
+        assert not set(negatives) & set(ex.positives)
+        ranks = [rank_of[d] for d in negatives]
+        assert min(ranks) >= 11 and max(ranks) <= 960 and len(set(negatives)) == 16
+        seen_ranks.update(ranks)
+        np.testing.assert_array_equal(scores[1:], [ex.scores[rank_of[d] - 1] for d in negatives])
+        # positive 5 is rank 1; positive 40 is not in the teacher list: top teacher score
+        assert scores[0] == (ex.scores[0] if docs[0] == 5 else ex.scores.max())
+    assert min(seen_ranks) < 20 and max(seen_ranks) > 940  # the whole range is used
+
+
+def test_short_teacher_lists_fall_back_and_empty_ones_fail():
+    ex = make_example(n_candidates=8, positives=(5,))
+    docs, _ = sample_candidates(ex, np.random.default_rng(0), 16, (11, 960))
+    assert len(docs) == 17 and 5 not in docs[1:]  # sampled with replacement from ranks 2-8
+    lonely = Example("q", "t", np.asarray([5]), np.asarray([5]), np.asarray([1.0], dtype=np.float32))
+    with pytest.raises(ValueError, match="no negative"):
+        sample_candidates(lonely, np.random.default_rng(0), 16, (11, 960))
+
+
+def test_build_examples_skips_turns_without_positive_or_targets():
+    targets = {"a": (["d1", "d2"], [2.0, 1.0]), "b": (["d2"], [1.0])}
+    qrels = {"a": {"d2": 1, "zz": 1}, "b": {"d1": 0}, "c": {"d1": 1}}
+    out = build_examples(["a", "b", "c"], ["ta", "tb", "tc"], targets, qrels, {"d1": 0, "d2": 1})
+    assert [e.query_id for e in out] == ["a"] and out[0].positives.tolist() == [1]
+
+
+# ------------------------------------------------------------------ fusion
+def test_fusion_rules_use_exact_scores_on_the_union():
+    docs = sp.csr_matrix(np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], dtype=np.float32))
+    doc_ids = ["d0", "d1", "d2", "d3"]
+    qa = sp.csr_matrix(np.array([[2, 0, 0]], dtype=np.float32))  # teacher A: d0, d3
+    qb = sp.csr_matrix(np.array([[0, 0, 4]], dtype=np.float32))  # teacher B: d2
+    scores = schemas.to_table("teacher_scores", {
+        "query_id": ["q", "q", "q"], "doc_id": ["d0", "d3", "d2"], "teacher": ["A", "A", "B"],
+        "rank": [1, 2, 1], "score": [2.0, 2.0, 4.0]})
+    vectors = {"A": (qa, ["q"]), "B": (qb, ["q"])}
+    mean = fuse(scores, vectors, docs, doc_ids, "mean").to_pydict()
+    # union {d0, d2, d3}; A scores (2, 0, 2), B scores (0, 4, 0)
+    assert list(zip(mean["doc_id"], mean["score"])) == [("d2", 2.0), ("d0", 1.0), ("d3", 1.0)]
+    assert set(mean["source"]) == {"fused:mean"} and mean["rank"] == [1, 2, 3]
+    top = fuse(scores, vectors, docs, doc_ids, "max").to_pydict()
+    assert list(zip(top["doc_id"], top["score"])) == [("d2", 4.0), ("d0", 2.0), ("d3", 2.0)]
+    per = fuse(scores, vectors, docs, doc_ids, "per-teacher").to_pydict()
+    assert sorted(set(per["source"])) == ["A", "B"] and len(per["doc_id"]) == 3
+    with pytest.raises(ValueError):
+        fuse(scores, vectors, docs, doc_ids, "median")
+
+
+def test_teacher_without_a_rewrite_is_left_out_of_the_mean():
+    docs = sp.csr_matrix(np.eye(2, dtype=np.float32))
+    scores = schemas.to_table("teacher_scores", {"query_id": ["q"], "doc_id": ["d0"], "teacher": ["A"],
+                                                 "rank": [1], "score": [3.0]})
+    vectors = {"A": (sp.csr_matrix(np.array([[3, 0]], dtype=np.float32)), ["q"]),
+               "B": (sp.csr_matrix((0, 2), dtype=np.float32), [])}
+    out = fuse(scores, vectors, docs, ["d0", "d1"], "mean").to_pydict()
+    assert out["score"] == [3.0]
+
+
+# ------------------------------------------------------------------ training and resume
+@pytest.fixture(scope="module")
+def tiny_task(encoder):
+    rng = np.random.default_rng(0)
+    words = ["bridge", "castle", "river", "tower", "harbour", "railway", "museum", "island"]
+    doc_texts = [f"the {a} near the {b} was built in {1800 + i}" for i, (a, b) in
+                 enumerate(zip(rng.choice(words, 40), rng.choice(words, 40)))]
+    doc_matrix = encoder.encode(doc_texts)
+    examples = []
+    for i in range(12):
+        scores = np.sort(rng.random(40).astype(np.float32) * 20)[::-1]
+        examples.append(Example(f"q{i}", f"when was the {words[i % 8]} built? [SEP] tell me about it",
+                                np.asarray([i]), rng.permutation(40), scores))
+    return doc_matrix, doc_texts, examples
+
+
+def settings(**kw):
+    base = dict(seed=3, batch_size=4, epochs=2, negatives=4, negative_ranks=(2, 30), max_length=32,
+                learning_rate=1e-3, log_every=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_training_resumes_after_a_kill(tiny_task, tmp_path):
+    doc_matrix, _, examples = tiny_task
+    straight = Trainer("splade-tiny", settings(), doc_matrix, tmp_path / "straight")
+    history = straight.train(examples)
+    assert [h["epoch"] for h in history] == [1, 1, 1, 2, 2, 2]
+    # "killed" after epoch 1: a trainer that stops there, then a fresh one picking up its checkpoint
+    first = Trainer("splade-tiny", settings(epochs=1), doc_matrix, tmp_path / "resumed")
+    first.train(examples)
+    second = Trainer("splade-tiny", settings(), doc_matrix, tmp_path / "resumed")
+    resumed = second.train(examples)
+    assert second.step == 6 and [h["step"] for h in resumed] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(straight.student.model.parameters(), second.student.model.parameters()):
+        torch.testing.assert_close(a, b)
+    assert (tmp_path / "resumed" / "checkpoints" / "epoch-2" / "trainer_state.pt").exists()
+
+
+def test_final_model_reloads_with_automodel(tiny_task, tmp_path):
+    from transformers import AutoModelForMaskedLM
+
+    doc_matrix, _, examples = tiny_task
+    trainer = Trainer("splade-tiny", settings(epochs=1, flops_weight=1e-3, reg_warmup_steps=2), doc_matrix,
+                      tmp_path / "t")
+    history = trainer.train(examples)
+    assert all("flops" in h for h in history)
+    folder = trainer.save_final(tmp_path / "model")
+    reloaded = AutoModelForMaskedLM.from_pretrained(folder)
+    for a, b in zip(trainer.student.model.state_dict().values(), reloaded.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_cached_document_vectors_match_reencoding(tiny_task, tmp_path):
+    """The frozen encoder's vectors from the index equal a fresh forward pass: same first losses."""
+    doc_matrix, doc_texts, examples = tiny_task
+    losses = {}
+    for source in ("cached", "encode"):
+        trainer = Trainer("splade-tiny", settings(epochs=1, max_length=32), doc_matrix, tmp_path / source,
+                          doc_source=source, doc_texts=doc_texts, doc_max_length=128)
+        trainer.student.model.eval()  # no dropout: compare the same computation
+        out = trainer.batch_loss(examples[:4], np.random.default_rng(0))
+        losses[source] = out["loss"].item()
+    assert losses["cached"] == pytest.approx(losses["encode"], rel=1e-4)

@@ -1,0 +1,176 @@
+"""Rewriter backends: cleaning, journaling, an OpenAI-compatible server on loopback, files, GGUF."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from disco_core.errors import DataError
+from disco_core.rewriters import (FileRewriter, HFRewriter, OpenAIRewriter, RewriteJournal, RewriterError,
+                                  chat_messages, clean_rewrite, run_rewriter)
+
+TURNS = [
+    {"query_id": f"c_{i}", "utterance": f"and its height {i}?",
+     "history": [{"speaker": "user", "text": "Tell me about the Carrow Head Lighthouse."},
+                 {"speaker": "agent", "text": "It stands on the cliffs north of Saltmere."}]}
+    for i in range(1, 13)
+]
+
+
+@pytest.mark.parametrize("raw, text, status", [
+    ("How tall is the Carrow Head Lighthouse?", "How tall is the Carrow Head Lighthouse?", "ok"),
+    ("Rewrite: How tall is it?\n", "How tall is it?", "cleaned"),
+    ('"How tall is X?"', "How tall is X?", "cleaned"),
+    ("How tall is X?\nIt is 40 metres tall.", "How tall is X?", "multiline"),
+    ("   \n", "and its height?", "empty"),
+    ("Rewritten question:", "and its height?", "empty"),
+])
+def test_clean_rewrite(raw, text, status):
+    assert clean_rewrite(raw, "and its height?") == (text, status)
+
+
+def test_prompt_has_system_few_shot_and_conversation():
+    messages = chat_messages(TURNS[0]["history"], "and its height?")
+    assert messages[0]["role"] == "system" and len(messages) == 8
+    assert messages[-1]["content"].endswith("User: and its height?\n\nRewrite the last user question:")
+    assert "Assistant: It stands on the cliffs" in messages[-1]["content"]
+
+
+def test_journal_survives_a_torn_line_and_resumes(tmp_path):
+    journal = RewriteJournal(tmp_path / "j.jsonl")
+    journal.append({"query_id": "c_1", "text": "A?", "status": "ok"})
+    with journal.path.open("a") as f:
+        f.write('{"query_id": "c_2", "te')  # killed mid-write
+    assert list(journal.load()) == ["c_1"]
+
+    class Counting(FileRewriter):
+        def __init__(self):
+            self.teacher, self.seen = "t", []
+
+        def rewrite(self, turns, on_result):
+            for t in turns:
+                self.seen.append(t["query_id"])
+                on_result({"query_id": t["query_id"], "text": "x?", "status": "ok"})
+
+    rewriter = Counting()
+    rows = run_rewriter(rewriter, TURNS[:3], journal)
+    assert rewriter.seen == ["c_2", "c_3"] and [r["query_id"] for r in rows] == ["c_1", "c_2", "c_3"]
+
+
+# ------------------------------------------------------------------ OpenAI-compatible endpoint
+class FlakyChatServer:
+    """A chat-completions server on loopback: every 3rd request fails with 503, and queries named in
+    ``always_fail`` never succeed. Records the Authorization headers it saw."""
+
+    def __init__(self, always_fail=()):
+        self.requests, self.auth, self.always_fail = 0, set(), set(always_fail)
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with lock:
+                    outer.requests += 1
+                    n = outer.requests
+                    outer.auth.add(self.headers.get("Authorization"))
+                question = body["messages"][-1]["content"].rsplit("User: ", 1)[1].split("\n")[0]
+                if n % 3 == 0 or any(q in question for q in outer.always_fail):
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                reply = {"choices": [{"message": {"role": "assistant",
+                                                  "content": f"Rewritten: {question.replace('its', 'the lighthouse')}"}}]}
+                data = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_endpoint_retries_failures_and_keeps_the_key_secret(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_LLM_KEY", "sk-secret-123")
+    server = FlakyChatServer()
+    try:
+        rewriter = OpenAIRewriter("llm", server.url, "some-model", api_key_env="TEST_LLM_KEY",
+                                  concurrency=3, timeout=5, retries=3, backoff=0.01)
+        rows = run_rewriter(rewriter, TURNS, RewriteJournal(tmp_path / "j.jsonl"))
+    finally:
+        server.close()
+    assert len(rows) == len(TURNS) and server.requests > len(TURNS)  # some were retried
+    assert rows[0]["text"] == "and the lighthouse height 1?" and rows[0]["status"] == "cleaned"
+    assert server.auth == {"Bearer sk-secret-123"}
+    assert "sk-secret" not in repr(rewriter) and "sk-secret" not in json.dumps(rewriter.settings())
+
+
+def test_endpoint_failure_keeps_finished_rewrites_and_a_rerun_resumes(tmp_path):
+    journal = RewriteJournal(tmp_path / "j.jsonl")
+    server = FlakyChatServer(always_fail={"height 5?"})
+    try:
+        rewriter = OpenAIRewriter("llm", server.url, "m", concurrency=2, timeout=5, retries=2, backoff=0.01)
+        with pytest.raises(RewriterError, match=r"127\.0\.0\.1.*no answer after 3 attempts.*c_5"):
+            run_rewriter(rewriter, TURNS, journal)
+        assert set(journal.load()) == {t["query_id"] for t in TURNS} - {"c_5"}
+        server.always_fail.clear()
+        before = server.requests
+        rows = run_rewriter(rewriter, TURNS, journal)
+        assert len(rows) == len(TURNS) and server.requests - before <= 2  # only c_5 was asked again
+    finally:
+        server.close()
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a free port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rewriter = OpenAIRewriter("llm", f"http://127.0.0.1:{port}/v1", "m", timeout=1, retries=1, backoff=0.01)
+    with pytest.raises(RewriterError, match=rf"127.0.0.1:{port}/v1: no answer after 2 attempts \(ConnectError"):
+        run_rewriter(rewriter, TURNS[:2], RewriteJournal(tmp_path / "j.jsonl"))
+
+
+# ------------------------------------------------------------------ precomputed files
+def test_file_rewriter_tsv_and_jsonl(tmp_path):
+    (tmp_path / "r.tsv").write_text("c_1\tHow tall is X?\nc_2\tRewrite: How old is X?\n")
+    rows = []
+    FileRewriter("f", tmp_path / "r.tsv").rewrite(TURNS, rows.append)
+    assert rows == [{"query_id": "c_1", "text": "How tall is X?", "status": "ok"},
+                    {"query_id": "c_2", "text": "How old is X?", "status": "cleaned"}]
+    (tmp_path / "r.jsonl").write_text('{"_id": "c_1", "text": "A?"}\n{"_id": "c_2"}\n')
+    with pytest.raises(DataError, match=r"r.jsonl:2: missing field\(s\) 'text'"):
+        FileRewriter("f", tmp_path / "r.jsonl")
+    (tmp_path / "bad.tsv").write_text("c_1\tA?\nc_2\n")
+    with pytest.raises(DataError, match=r"bad.tsv:2: expected 2 fields"):
+        FileRewriter("f", tmp_path / "bad.tsv")
+
+
+# ------------------------------------------------------------------ GGUF on the real SmolLM2 file
+@pytest.mark.slow
+def test_gguf_backend_on_smollm2(tmp_path):
+    rewriter = HFRewriter("smollm2", "smollm2-135m-instruct", batch_size=2, max_new_tokens=24,
+                          cache_dir=tmp_path / "models")
+    rows = []
+    rewriter.rewrite(TURNS[:3], rows.append)
+    assert [r["query_id"] for r in sorted(rows, key=lambda r: r["query_id"])] == ["c_1", "c_2", "c_3"]
+    assert all(r["text"].strip() and "\n" not in r["text"] for r in rows)
+    assert all(r["status"] in {"ok", "cleaned", "multiline", "empty"} for r in rows)
+    cached = list((tmp_path / "models").iterdir())
+    assert len(cached) == 1 and (cached[0] / "model.safetensors").exists()  # dequantized once, kept
+    again = []
+    HFRewriter("smollm2", "smollm2-135m-instruct", batch_size=2, max_new_tokens=24,
+               cache_dir=tmp_path / "models").rewrite(TURNS[:3], again.append)
+    assert sorted((r["query_id"], r["text"]) for r in again) == sorted((r["query_id"], r["text"]) for r in rows)
