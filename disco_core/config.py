@@ -79,8 +79,8 @@ class TeacherConfig(_Section):
     timeout: float = Field(60.0, gt=0)
     retries: int = Field(4, ge=0)
     backoff: float = Field(1.0, ge=0)
-    batch_size: int = Field(8, gt=0, description="hf: prompts per generate call")
-    max_new_tokens: int = Field(48, gt=0)
+    batch_size: int = Field(16, gt=0, description="hf: prompts per generate call")
+    max_new_tokens: int = Field(40, gt=0, description="a rewrite is one question: ~10-30 tokens")
     history_turns: int = Field(3, gt=0, description="earlier turns shown to the LLM")
     answer_chars: int = Field(400, gt=0, description="characters kept of each earlier answer")
 

@@ -118,7 +118,10 @@ def evaluate(
 
 
 def per_query_table(evaluation: Evaluation) -> pa.Table:
-    rows = {"variant": [], "query_id": [], "metric": [], "value": []}
+    """The ``per_query`` table (see :mod:`disco_core.schemas`)."""
+    from . import schemas
+
+    rows: dict[str, list] = {"variant": [], "query_id": [], "metric": [], "value": []}
     for variant, by_metric in evaluation.per_query.items():
         for metric, by_query in by_metric.items():
             for qid, value in by_query.items():
@@ -126,4 +129,4 @@ def per_query_table(evaluation: Evaluation) -> pa.Table:
                 rows["query_id"].append(qid)
                 rows["metric"].append(metric)
                 rows["value"].append(value)
-    return pa.table(rows)
+    return schemas.to_table("per_query", rows)

@@ -211,7 +211,7 @@ class HFRewriter(Rewriter):
     """A local causal LM (hub id, folder, or GGUF file) with batched greedy decoding."""
 
     def __init__(self, teacher: str, model: str = "smollm2-135m-instruct", gguf_file: str | None = None,
-                 batch_size: int = 8, max_new_tokens: int = 48, history_turns: int = 3, answer_chars: int = 400,
+                 batch_size: int = 16, max_new_tokens: int = 40, history_turns: int = 3, answer_chars: int = 400,
                  device: str = "cpu", cache_dir: str | Path | None = None):
         self.teacher, self.model = teacher, model
         self.gguf_file, self.batch_size, self.max_new_tokens = gguf_file, batch_size, max_new_tokens

@@ -22,6 +22,8 @@ queries    the texts encoded as queries, one per (variant, query): ``variant`` (
 run        a ranked list: ``query_id``, ``doc_id``, ``rank`` (1-based), ``score``.
 teacher_scores  each teacher's top-k (SPLADE on its rewrites): ``query_id``, ``doc_id``,
            ``teacher``, ``rank``, ``score``.
+per_query  one metric value per (variant, query, metric): ``variant``, ``query_id``, ``metric``,
+           ``value``.
 targets    the distillation targets: ``query_id``, ``source`` (``fused:mean``, ``fused:max`` or a
            teacher name for per-teacher targets), ``doc_id``, ``rank``, ``score``.
 """
@@ -95,6 +97,15 @@ RUN = pa.schema(
     metadata={"disco.table": "run"},
 )
 
+PER_QUERY = pa.schema(
+    [
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("value", pa.float64(), nullable=False),
+    ],
+    metadata={"disco.table": "per_query"},
+)
 TEACHER_SCORES = pa.schema(
     [
         pa.field("query_id", pa.string(), nullable=False),
@@ -123,6 +134,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "rewrites": REWRITES,
     "queries": QUERIES,
     "run": RUN,
+    "per_query": PER_QUERY,
     "teacher_scores": TEACHER_SCORES,
     "targets": TARGETS,
 }
@@ -134,6 +146,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "rewrites": ("query_id", "teacher"),
     "queries": ("variant", "query_id"),
     "run": ("query_id", "doc_id"),
+    "per_query": ("variant", "query_id", "metric"),
     "teacher_scores": ("query_id", "teacher", "doc_id"),
     "targets": ("query_id", "source", "doc_id"),
 }

@@ -5,10 +5,12 @@ evaluate. Each wraps disco_core, writes under ``<work_dir>/<dataset>/<stage>/`` 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from . import _env  # noqa: F401
 
+import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 from prefect import get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
@@ -227,11 +229,7 @@ def evaluate(cfg: Config, ingested: StageResult, encoded: StageResult, queries: 
         write_json_atomic(outputs["metrics"], {**ev.to_dict(), "dataset": cfg.dataset.name,
                                                "model": cfg.encoder.model, "baseline": variants[0]})
         write_text_atomic(outputs["table"], table)
-        import pyarrow.parquet as pq
-        from disco_core.io import atomic_path
-
-        with atomic_path(outputs["per_query"]) as tmp:
-            pq.write_table(disco_core.evaluation.per_query_table(ev), tmp)
+        schemas.write_table("per_query", disco_core.evaluation.per_query_table(ev), outputs["per_query"])
         return {"scores": ev.scores, "n_queries": ev.n_queries}
 
     inputs = [ingested["qrels"], encoded["doc_vectors"], *(queries[v] for v in variants),
@@ -282,8 +280,6 @@ def rewrite(cfg: Config, ingested: StageResult, teacher_index: int, force: bool 
                                                       device=cfg.encoder.device)
         journal = disco_core.rewriters.RewriteJournal(folder / f"journal-{settings_hash}.jsonl")
         before = len(journal.load())
-        import time
-
         start = time.perf_counter()
         rows = disco_core.rewriters.run_rewriter(rewriter, turns, journal)
         generated = len(rows) - before
@@ -338,8 +334,6 @@ def fuse_teachers(cfg: Config, scored: list[StageResult], encoded: StageResult, 
     outputs = {"targets": folder / "targets.parquet"}
 
     def build():
-        import pyarrow as pa
-
         scores = pa.concat_tables([schemas.read_table("teacher_scores", s["teacher_scores"]) for s in scored])
         vectors = {s.info["teacher"]: disco_core.vectors.load_vectors(s["vectors"]) for s in scored}
         doc_matrix, doc_ids = disco_core.vectors.load_vectors(encoded["doc_vectors"])
@@ -421,8 +415,6 @@ def report(cfg: Config, ingested: StageResult, indexed: StageResult, queries: St
     outputs = {"report": folder / "report.md", "json": folder / "report.json", "plot": folder / "depth.png"}
 
     def build():
-        import time
-
         R = disco_core.report
         turns = schemas.read_table("turns", ingested["turns"]).to_pylist()
         test = held_out(cfg, turns)

@@ -12,7 +12,7 @@ def corpus_rows():
 
 
 def test_every_table_has_a_schema_and_a_key():
-    assert set(schemas.SCHEMAS) == {"corpus", "turns", "qrels", "rewrites", "queries", "run",
+    assert set(schemas.SCHEMAS) == {"corpus", "turns", "qrels", "rewrites", "queries", "run", "per_query",
                                      "teacher_scores", "targets"}
     for name, sch in schemas.SCHEMAS.items():
         assert all(k in sch.names for k in schemas.KEYS[name])
