@@ -13,7 +13,7 @@ Reported: documents/s of each, their ratio (target: project >= 1.5x the textbook
 above the level at the start of each run, and the largest absolute difference between the outputs.
 
     python benchmarks/bench_encoder.py                  # seeded sample of 1000 passages
-    python benchmarks/bench_encoder.py --docs all       # the whole corpus (~40 min on 2 cores)
+    python benchmarks/bench_encoder.py --docs all       # the whole corpus (40-50 min on 2 cores)
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from __future__ import annotations
 import argparse
 
 import _common  # noqa: F401  (environment defaults before torch)
-from _common import PeakRSS, Stopwatch, docs_arg, machine, print_header, print_table, sample_positions, verdict, write_json
+from _common import (PeakRSS, Stopwatch, docs_arg, machine, print_header, print_table, sample_positions, verdict,
+                     write_json)
 
 import numpy as np
 import torch

@@ -28,12 +28,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import _common
-from _common import Stopwatch, docs_arg, machine, native_stdout_silenced, print_header, print_table, sample_positions, verdict, write_json
+from _common import (Stopwatch, docs_arg, machine, native_stdout_silenced, print_header, print_table, sample_positions,
+                     verdict, write_json)
 
 import numpy as np
 import scipy.sparse as sp

@@ -47,7 +47,7 @@ class ConversationConfig(_Section):
 class IndexConfig(_Section):
     engine: Literal["inverted"] = "inverted"
     # Performance-only.
-    query_batch_size: int = Field(512, gt=0, description="queries scored per batch (bounds memory)")
+    query_batch_size: int = Field(4096, gt=0, description="queries scored per batch (bounds memory)")
     threads: int | None = Field(None, description="numba threads for retrieval (default: all cores)")
 
 

@@ -2,7 +2,8 @@
 
 Posting lists are the columns of the document matrix in CSC form (term -> documents, weights),
 stored as three ``.npy`` arrays and memory-mapped on load. Retrieval is term-at-a-time with a dense
-score accumulator per worker thread (numba, parallel over queries): exact scores, no pruning.
+score accumulator per worker thread and a size-k heap for the selection (numba, parallel over
+queries): exact scores, no pruning.
 Only documents sharing at least one term with the query (score > 0) are returned; ties are broken
 by document position, so results are deterministic.
 """
@@ -26,38 +27,68 @@ FORMAT_VERSION = 1
 
 
 @numba.njit(cache=True, nogil=True)
-def _search_one(q_terms, q_weights, indptr, postings, weights, acc, touched, k):
-    n_touched = 0
+def _sift_down(heap_s, heap_d, i, n):
+    # min-heap on (score, -doc): the root is the weakest kept result (lowest score, then highest doc)
+    while True:
+        left = 2 * i + 1
+        if left >= n:
+            return
+        child = left
+        right = left + 1
+        if right < n and (heap_s[right] < heap_s[left] or (heap_s[right] == heap_s[left] and heap_d[right] > heap_d[left])):
+            child = right
+        if heap_s[child] < heap_s[i] or (heap_s[child] == heap_s[i] and heap_d[child] > heap_d[i]):
+            heap_s[i], heap_s[child] = heap_s[child], heap_s[i]
+            heap_d[i], heap_d[child] = heap_d[child], heap_d[i]
+            i = child
+        else:
+            return
+
+
+@numba.njit(cache=True, nogil=True)
+def _search_one(q_terms, q_weights, indptr, postings, weights, acc, heap_s, heap_d, k):
+    # Score: term-at-a-time into a dense accumulator (SPLADE queries touch most documents, so a
+    # dense array beats tracking the touched ones). ``acc`` arrives zeroed and leaves zeroed.
     for j in range(q_terms.shape[0]):
         t = q_terms[j]
         w = q_weights[j]
         for p in range(indptr[t], indptr[t + 1]):
-            d = postings[p]
-            if acc[d] == 0.0:
-                touched[n_touched] = d
-                n_touched += 1
-            acc[d] += w * weights[p]
-    cand = touched[:n_touched].copy()
-    scores = np.empty(n_touched, dtype=np.float32)
-    for i in range(n_touched):
-        scores[i] = acc[cand[i]]
-        acc[cand[i]] = 0.0  # reset for the next query: cost proportional to touched documents
-    # keep positive scores only (a zero-weight term can touch without scoring)
-    keep = scores > 0
-    cand = cand[keep]
-    scores = scores[keep]
-    if cand.shape[0] > k:
-        # k-th largest as a threshold, then an exact sort of the survivors
-        threshold = np.partition(scores, cand.shape[0] - k)[cand.shape[0] - k]
-        keep = scores >= threshold
-        cand = cand[keep]
-        scores = scores[keep]
-    # sort by score desc, then document position asc (deterministic ties)
-    order = np.argsort(cand, kind="mergesort")
-    cand = cand[order]
-    scores = scores[order]
-    order = np.argsort(-scores, kind="mergesort")[:k]
-    return cand[order], scores[order]
+            acc[postings[p]] += w * weights[p]
+    # Select: one pass with a size-k min-heap; documents come in position order, so on equal
+    # scores the earlier document stays (strict comparison) and ties resolve by position.
+    n = 0
+    for d in range(acc.shape[0]):
+        s = acc[d]
+        acc[d] = 0.0  # leave the accumulator zeroed for the next query (no separate reset pass)
+        if s <= 0.0:
+            continue
+        if n < k:
+            heap_s[n] = s
+            heap_d[n] = d
+            n += 1
+            i = n - 1
+            while i > 0:  # sift up
+                parent = (i - 1) // 2
+                if heap_s[i] < heap_s[parent] or (heap_s[i] == heap_s[parent] and heap_d[i] > heap_d[parent]):
+                    heap_s[i], heap_s[parent] = heap_s[parent], heap_s[i]
+                    heap_d[i], heap_d[parent] = heap_d[parent], heap_d[i]
+                    i = parent
+                else:
+                    break
+        elif s > heap_s[0]:
+            heap_s[0] = s
+            heap_d[0] = d
+            _sift_down(heap_s, heap_d, 0, n)
+    # Heap-sort in place: popping the weakest result to the end leaves (score desc, position asc).
+    docs = np.empty(n, dtype=np.int32)
+    scores = np.empty(n, dtype=np.float32)
+    for end in range(n - 1, -1, -1):
+        docs[end] = heap_d[0]
+        scores[end] = heap_s[0]
+        heap_s[0] = heap_s[end]
+        heap_d[0] = heap_d[end]
+        _sift_down(heap_s, heap_d, 0, end)
+    return docs, scores
 
 
 @numba.njit(cache=True, parallel=True)
@@ -68,10 +99,11 @@ def _search_batch(q_indptr, q_terms, q_weights, indptr, postings, weights, n_doc
     per_chunk = (n_queries + n_chunks - 1) // n_chunks
     for c in numba.prange(n_chunks):
         acc = np.zeros(n_docs, dtype=np.float32)
-        touched = np.empty(n_docs, dtype=np.int32)
+        heap_s = np.empty(k, dtype=np.float32)
+        heap_d = np.empty(k, dtype=np.int32)
         for q in range(c * per_chunk, min(n_queries, (c + 1) * per_chunk)):
             a, b = q_indptr[q], q_indptr[q + 1]
-            docs, scores = _search_one(q_terms[a:b], q_weights[a:b], indptr, postings, weights, acc, touched, k)
+            docs, scores = _search_one(q_terms[a:b], q_weights[a:b], indptr, postings, weights, acc, heap_s, heap_d, k)
             out_docs[q, : docs.shape[0]] = docs
             out_scores[q, : docs.shape[0]] = scores
     return out_docs, out_scores
@@ -140,7 +172,7 @@ class InvertedIndex:
             raise DataError(folder, "index files do not match meta.json; rebuild it")
         return index
 
-    def search(self, queries: sp.spmatrix, k: int = 1000, batch_size: int = 512,
+    def search(self, queries: sp.spmatrix, k: int = 1000, batch_size: int = 4096,
                threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k for each query row: ``(doc positions, scores)``, each ``n_queries x k``;
         positions are -1 (score 0) past the last document that shares a term with the query."""
@@ -151,7 +183,8 @@ class InvertedIndex:
         k = int(min(k, self.n_docs))
         if threads:
             numba.set_num_threads(threads)
-        n_chunks = numba.get_num_threads()
+        # several chunks per thread: a thread slowed by a neighbour on a shared core gets fewer
+        n_chunks = 4 * numba.get_num_threads()
         docs_out, scores_out = [], []
         for start in range(0, queries.shape[0], batch_size):
             batch = queries[start : start + batch_size]
