@@ -139,11 +139,25 @@ def _download(url: str, part: Path, timeout: float, retries: int, backoff: float
                 mode = "ab" if have and response.status_code == 206 else "wb"  # 200: the server restarted
                 if log and have:
                     log(f"{part.name}: resuming at byte {have}" if mode == "ab" else f"{part.name}: restarting")
+                total = _expected_total(response, have if mode == "ab" else 0)
                 with part.open(mode) as out:
-                    for chunk in response.iter_bytes(CHUNK):
+                    for chunk in response.iter_bytes():  # as received: a drop keeps every byte so far
                         out.write(chunk)
+            if total is not None and part.stat().st_size < total:
+                # the connection ended early without an error: keep the bytes, resume them
+                last = f"connection closed at byte {part.stat().st_size} of {total}"
+                continue
             return
         except httpx.HTTPError as exc:  # unreachable host, reset, timeout: keep the part, retry
             last = f"{type(exc).__name__}: {exc}"
     raise DownloadError(f"{url}: download failed after {retries + 1} attempts ({last}); "
                         f"the partial file {part} is kept and the next run resumes it")
+
+
+def _expected_total(response, offset: int) -> int | None:
+    """The file's full size from Content-Range (206) or offset + Content-Length (200)."""
+    content_range = response.headers.get("Content-Range", "")
+    if "/" in content_range and content_range.rsplit("/", 1)[1].isdigit():
+        return int(content_range.rsplit("/", 1)[1])
+    length = response.headers.get("Content-Length")
+    return offset + int(length) if length and length.isdigit() else None

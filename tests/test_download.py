@@ -1,0 +1,138 @@
+"""Careful downloads against a real HTTP server on loopback: resume, verification, mirrors."""
+
+import hashlib
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
+
+import pytest
+
+from disco_core.download import DownloadError, RemoteFile, fetch, is_complete
+
+PAYLOAD = bytes(range(256)) * 4000  # ~1 MB
+
+
+class RangeServer:
+    """Serves a folder with Range support; ``cut_after`` drops the connection mid-file once."""
+
+    def __init__(self, root, cut_after=None):
+        self.requests, self.ranges, self.cut_after = 0, [], cut_after
+        outer = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer.requests += 1
+                path = root / self.path.lstrip("/")
+                if not path.exists():
+                    self.send_error(404)
+                    return
+                data = path.read_bytes()
+                start = 0
+                if "Range" in self.headers:
+                    start = int(self.headers["Range"].split("=")[1].split("-")[0])
+                    outer.ranges.append(start)
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if outer.cut_after is not None:
+                    n, outer.cut_after = outer.cut_after, None
+                    self.wfile.write(body[:n])
+                    self.wfile.flush()
+                    self.connection.shutdown(2)  # the connection dies mid-transfer
+                    return
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def served(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "data.bin").write_bytes(PAYLOAD)
+    servers = []
+
+    def start(**kw):
+        s = RangeServer(root, **kw)
+        servers.append(s)
+        return s
+
+    yield root, start
+    for s in servers:
+        s.close()
+
+
+def remote(url, **kw):
+    return RemoteFile("data.bin", f"{url}/data.bin", size=len(PAYLOAD),
+                      md5=hashlib.md5(PAYLOAD).hexdigest(), **kw)
+
+
+def test_download_verify_and_second_run_downloads_nothing(served, tmp_path):
+    _, start = served
+    server = start()
+    path = fetch(remote(server.url), tmp_path / "cache")
+    assert path.read_bytes() == PAYLOAD and is_complete(remote(server.url), tmp_path / "cache")
+    assert server.requests == 1
+    fetch(remote(server.url), tmp_path / "cache")
+    assert server.requests == 1
+
+
+def test_a_killed_download_resumes_with_range(served, tmp_path):
+    _, start = served
+    server = start(cut_after=300_000)
+    path = fetch(remote(server.url), tmp_path / "cache", retries=2, backoff=0.01)
+    assert path.read_bytes() == PAYLOAD
+    assert server.ranges and server.ranges[0] >= 300_000 - 65536  # resumed, not restarted
+
+
+def test_a_corrupt_file_is_fetched_again_then_refused(served, tmp_path):
+    root, start = served
+    server = start()
+    cache = tmp_path / "cache"
+    # a corrupt partial left by an earlier run: verification fails, the file is fetched from scratch
+    cache.mkdir()
+    (cache / "data.bin.part").write_bytes(b"garbage" * 10)
+    assert fetch(remote(server.url), cache, backoff=0.01).read_bytes() == PAYLOAD
+    # a server that serves wrong bytes: refused, with no cache entry left behind
+    (root / "data.bin").write_bytes(PAYLOAD[:-1] + b"X")
+    other = tmp_path / "other"
+    with pytest.raises(DownloadError, match=r"data.bin: md5 mismatch"):
+        fetch(remote(server.url), other, backoff=0.01)
+    assert not (other / "data.bin").exists() and not (other / "data.bin.part").exists()
+
+
+def test_unreachable_host_and_missing_file(tmp_path, served):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DownloadError, match=rf"127.0.0.1:{port}/data.bin: download failed after 2 attempts \(ConnectError"):
+        fetch(remote(f"http://127.0.0.1:{port}"), tmp_path / "cache", retries=1, backoff=0.01, timeout=2)
+    _, start = served
+    server = start()
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        fetch(RemoteFile("nope.bin", f"{server.url}/nope.bin"), tmp_path / "cache")
+
+
+def test_local_and_http_mirrors(served, tmp_path):
+    root, start = served
+    official = remote("https://unreachable.invalid")
+    assert fetch(official, tmp_path / "a", mirror=root).read_bytes() == PAYLOAD
+    server = start()
+    assert fetch(official, tmp_path / "b", mirror=server.url).read_bytes() == PAYLOAD
+    with pytest.raises(DownloadError, match="not in the mirror"):
+        fetch(official, tmp_path / "c", mirror=tmp_path / "empty")
