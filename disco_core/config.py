@@ -24,6 +24,8 @@ class DatasetConfig(_Section):
     name: str = Field("embedded", description="registry name (see `disco datasets`)")
     path: str | None = Field(None, description="source folder; overrides the registry's default location")
     domains: list[str] | None = Field(None, description="keep only these domains (MTRAG: clapnq, cloud, fiqa, govt)")
+    cache_dir: str | None = Field(None, description="downloaded datasets (default $DISCO_DATA_DIR or .cache/datasets)")
+    mirror: str | None = Field(None, description="read official files from this folder or URL prefix instead")
 
 
 class EncoderConfig(_Section):

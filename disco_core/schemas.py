@@ -209,3 +209,25 @@ def read_table(name: str, path: str | Path, columns: list[str] | None = None) ->
     if missing:
         raise DataError(path, f"{name} table lacks column(s) {missing}")
     return table
+
+
+def write_table_chunks(name: str, chunks, path: str | Path) -> int:
+    """Stream tables of one schema into one Parquet file (bounded memory), atomically; refuse
+    duplicate keys across chunks. Returns the number of rows written."""
+    sch = schema(name)
+    key = KEYS[name]
+    seen: set = set()
+    rows = 0
+    with atomic_path(path) as tmp:
+        with pq.ParquetWriter(tmp, sch, compression="zstd") as writer:
+            for chunk in chunks:
+                chunk = validate(name, chunk, source=path)
+                keys = chunk.select(list(key)).to_pylist()
+                for k in keys:
+                    k = tuple(k.values())
+                    if k in seen:
+                        raise DataError(path, f"{name} table has a duplicate key {dict(zip(key, k))}")
+                    seen.add(k)
+                writer.write_table(chunk)
+                rows += chunk.num_rows
+    return rows

@@ -32,6 +32,10 @@ def run_until(cfg: Config, until: str = "report", force: tuple[str, ...] = ()) -
     wanted = set(STAGES[: STAGES.index(until) + 1])
     f = {name: name in force for name in STAGES}
     done: dict[str, StageResult] = {}
+    if stages.datasets.get(cfg.dataset.name).files and not cfg.dataset.path:
+        done["download"] = stages.download(cfg, force=f["download"])
+    if until == "download":
+        return done
     done["ingest"] = stages.ingest(cfg, force=f["ingest"])
     if wanted & {"encode_corpus", "index", "retrieve", "evaluate", "score_teachers", "fuse", "train", "report"}:
         done["encode_corpus"] = stages.encode_corpus(cfg, done["ingest"], force=f["encode_corpus"])
@@ -81,6 +85,13 @@ def disco_pipeline(config_path: str | None = None, overrides: list[str] | None =
                    force: list[str] | None = None) -> dict:
     """Datasets to the DiSCo report: every stage, each a cache hit when fresh."""
     return _run("report", config_path, overrides, force)
+
+
+@flow(name="disco-download")
+def download_flow(config_path: str | None = None, overrides: list[str] | None = None,
+                  force: list[str] | None = None) -> dict:
+    """Fetch a registered dataset's official files (resumable, verified; a second run fetches nothing)."""
+    return _run("download", config_path, overrides, force)
 
 
 @flow(name="disco-ingest")
@@ -152,6 +163,7 @@ def report_flow(config_path: str | None = None, overrides: list[str] | None = No
 
 FLOWS = {
     "pipeline": disco_pipeline,
+    "download": download_flow,
     "ingest": ingest_flow,
     "encode_corpus": encode_corpus_flow,
     "index": index_flow,

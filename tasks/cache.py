@@ -99,7 +99,10 @@ def lookup(folder: Path, key: str, outputs: dict[str, Path]) -> dict | None:
 
 
 def record(folder: Path, key: str, outputs: dict[str, Path], info: dict) -> None:
-    files = {str(p.relative_to(folder)): fingerprint(p) for p in _output_files(outputs)}
+    # outputs inside the stage folder are recorded relative to it, others (a shared download
+    # cache) by their absolute path; ``folder / name`` gives both back
+    files = {str(p.relative_to(folder)) if p.is_relative_to(folder) else str(p): fingerprint(p)
+             for p in _output_files(outputs)}
     write_json_atomic(folder / MANIFEST, {"key": key, "files": files, "info": info})
 
 

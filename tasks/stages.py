@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 import disco_core.conversation  # noqa: E402
 import disco_core.distill  # noqa: E402
+import disco_core.download  # noqa: E402
 import disco_core.report  # noqa: E402
 import disco_core.rewriters  # noqa: E402
 import disco_core.teachers  # noqa: E402
@@ -38,7 +39,7 @@ from disco_core.io import write_json_atomic, write_text_atomic  # noqa: E402
 
 from .cache import StageResult, run_stage  # noqa: E402
 
-STAGES = ("ingest", "encode_corpus", "index", "encode_queries", "retrieve", "evaluate",
+STAGES = ("download", "ingest", "encode_corpus", "index", "encode_queries", "retrieve", "evaluate",
           "rewrite", "score_teachers", "fuse", "train", "report")
 TASK_OPTIONS = dict(cache_policy=NO_CACHE, persist_result=False)
 
@@ -67,41 +68,51 @@ def _encoder(cfg: Config, max_length: int):
                                             token_budget=e.token_budget, device=e.device, threads=e.threads)
 
 
+@task(name="download", **TASK_OPTIONS)
+def download(cfg: Config, force: bool = False) -> StageResult:
+    """A registered dataset's official files, fetched once into the shared data folder, verified."""
+    logger = get_run_logger()
+    spec = datasets.get(cfg.dataset.name)
+    root = datasets.source_path(cfg.dataset.name, None, cfg.dataset.cache_dir)
+    outputs = {f.name: root / f.name for f in spec.files}
+
+    def build():
+        datasets.download(cfg.dataset.name, cfg.dataset.cache_dir, cfg.dataset.mirror, log=logger.info)
+        return {"folder": str(root), "files": len(spec.files)}
+
+    # the key names what is fetched (URLs and checksums), not where from (a mirror serves the same)
+    settings = {"files": [[f.name, f.url, f.size, f.md5, f.sha256] for f in spec.files]}
+    return run_stage("download", stage_folder(cfg, "download"), [], settings, [download.fn, disco_core.download],
+                     outputs, build, logger, force)
+
+
 @task(name="ingest", **TASK_OPTIONS)
 def ingest(cfg: Config, force: bool = False) -> StageResult:
-    """Dataset source files -> corpus, turns, qrels and rewrites tables, plus a validation summary."""
+    """Dataset source files -> corpus, turns, qrels and rewrites tables, plus a validation report."""
     logger = get_run_logger()
     folder = stage_folder(cfg, "ingest")
     outputs = {name: folder / f"{name}.parquet" for name in datasets.TABLES}
     outputs["validation"] = folder / "validation.json"
 
     def build():
-        tables = datasets.load(cfg.dataset.name, cfg.dataset.path, cfg.dataset.domains)
+        d = cfg.dataset
+        tables = datasets.load(d.name, d.path, d.domains, cache_dir=d.cache_dir, mirror=d.mirror)
+        corpus_ids = None
         for name, table in tables.items():
-            schemas.write_table(name, table, outputs[name])
-        summary = validation_summary(tables)
-        write_json_atomic(outputs["validation"], summary)
-        logger.info("ingest: %s", summary)
-        return summary
+            if table is not None:
+                schemas.write_table(name, table, outputs[name])
+        if tables.corpus is None:  # a large collection: streamed in chunks
+            schemas.write_table_chunks("corpus", tables.corpus_chunks(), outputs["corpus"])
+            corpus_ids = set(schemas.read_table("corpus", outputs["corpus"], columns=["doc_id"])["doc_id"].to_pylist())
+        report = datasets.validation_report(tables, corpus_ids)
+        write_json_atomic(outputs["validation"], report)
+        logger.info("ingest: validation report %s", report)
+        return report
 
-    inputs = datasets.source_files(cfg.dataset.name, cfg.dataset.path)
-    return run_stage("ingest", folder, inputs, cfg.dataset.model_dump(), [ingest.fn, disco_core.datasets,
+    inputs = datasets.source_files(cfg.dataset.name, cfg.dataset.path, cfg.dataset.cache_dir)
+    settings = cfg.dataset.model_dump(exclude={"mirror", "cache_dir"})
+    return run_stage("ingest", folder, inputs, settings, [ingest.fn, disco_core.datasets,
                      disco_core.schemas, disco_core.io], outputs, build, logger, force)
-
-
-def validation_summary(tables: datasets.DatasetTables) -> dict:
-    qrels = tables.qrels
-    positive = qrels.filter(pc.greater(qrels["relevance"], 0))
-    grades = qrels.group_by("relevance").aggregate([([], "count_all")]).to_pydict()
-    teachers = tables.rewrites.group_by("teacher").aggregate([([], "count_all")]).to_pydict()
-    return {
-        "conversations": pc.count_distinct(tables.turns["conversation_id"]).as_py(),
-        "turns": tables.turns.num_rows,
-        "turns_with_positive": pc.count_distinct(positive["query_id"]).as_py() if positive.num_rows else 0,
-        "passages": tables.corpus.num_rows,
-        "qrels_by_grade": {str(g): c for g, c in sorted(zip(grades["relevance"], grades["count_all"]))},
-        "rewrites_by_teacher": dict(zip(teachers["teacher"], teachers["count_all"])),
-    }
 
 
 @task(name="encode_corpus", **TASK_OPTIONS)

@@ -130,3 +130,30 @@ def test_unknown_dataset_and_missing_folder(tmp_path):
         datasets.load("nope")
     with pytest.raises(DataError, match="not found"):
         datasets.load("embedded", tmp_path / "missing")
+
+
+# ---------------------------------------------------------------- the generic local layout
+def test_local_layout_with_tsv_files(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "corpus.tsv").write_text("d1\tT1\tpassage one\nd2\t\tpassage two\n")
+    conv = {"conversation_id": "c", "turns": [{"turn": 1, "user": "what is d1?"}, {"turn": 2, "user": "and d2?"}]}
+    (folder / "conversations.jsonl").write_text(json.dumps(conv) + "\n")
+    (folder / "qrels.tsv").write_text("c_1 0 d1 2\nc_2 0 d2 1\n")
+    (folder / "rewrites.tsv").write_text("c_2\twhat is d2?\n")
+    t = datasets.load("local", folder)
+    assert (t.corpus.num_rows, t.turns.num_rows, t.qrels.num_rows, t.rewrites.num_rows) == (2, 2, 2, 1)
+    assert t.qrels.to_pylist()[0] == {"query_id": "c_1", "doc_id": "d1", "relevance": 2}
+    (folder / "qrels.tsv").write_text("c_1 0 d1 2\nc_2 0 d9 1\n")
+    with pytest.raises(DataError, match=r"qrels.tsv:2: judgment names unknown document 'd9'"):
+        datasets.load("local", folder)
+    with pytest.raises(ConfigError, match="set dataset.path"):
+        datasets.load("local")
+
+
+def test_mtrag_validation_report_matches_its_readme(mtrag_path):
+    report = datasets.validation_report(datasets.load("mtrag", mtrag_path))
+    assert report["conversations"] == 110 and report["turns"] == 842
+    assert report["turns_with_positive"] == 777 and report["passages"] == 19687
+    assert report["judged_passages_missing_from_corpus"] == 0 and report["empty_utterances"] == 0
+    assert report["rewrites_by_teacher"] == {"mtrag-mixtral": 777}

@@ -1,61 +1,13 @@
 """Careful downloads against a real HTTP server on loopback: resume, verification, mirrors."""
 
 import hashlib
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from functools import partial
 
 import pytest
 
 from disco_core.download import DownloadError, RemoteFile, fetch, is_complete
+from loopback import StaticServer
 
 PAYLOAD = bytes(range(256)) * 4000  # ~1 MB
-
-
-class RangeServer:
-    """Serves a folder with Range support; ``cut_after`` drops the connection mid-file once."""
-
-    def __init__(self, root, cut_after=None):
-        self.requests, self.ranges, self.cut_after = 0, [], cut_after
-        outer = self
-
-        class Handler(SimpleHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                outer.requests += 1
-                path = root / self.path.lstrip("/")
-                if not path.exists():
-                    self.send_error(404)
-                    return
-                data = path.read_bytes()
-                start = 0
-                if "Range" in self.headers:
-                    start = int(self.headers["Range"].split("=")[1].split("-")[0])
-                    outer.ranges.append(start)
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if outer.cut_after is not None:
-                    n, outer.cut_after = outer.cut_after, None
-                    self.wfile.write(body[:n])
-                    self.wfile.flush()
-                    self.connection.shutdown(2)  # the connection dies mid-transfer
-                    return
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -66,7 +18,7 @@ def served(tmp_path):
     servers = []
 
     def start(**kw):
-        s = RangeServer(root, **kw)
+        s = StaticServer(root, **kw)
         servers.append(s)
         return s
 
@@ -85,9 +37,9 @@ def test_download_verify_and_second_run_downloads_nothing(served, tmp_path):
     server = start()
     path = fetch(remote(server.url), tmp_path / "cache")
     assert path.read_bytes() == PAYLOAD and is_complete(remote(server.url), tmp_path / "cache")
-    assert server.requests == 1
+    assert server.total_requests == 1
     fetch(remote(server.url), tmp_path / "cache")
-    assert server.requests == 1
+    assert server.total_requests == 1
 
 
 def test_a_killed_download_resumes_with_range(served, tmp_path):

@@ -111,3 +111,33 @@ def test_config_files_load():
         load_config(path)
     cfg = load_config(root / "default.yaml")
     assert cfg.dataset.name == "embedded" and cfg.retrieval.k == 1000
+
+
+def test_download_stage_fetches_once_and_feeds_ingest(tmp_path, monkeypatch, prefect_harness):
+    """A registered remote dataset (the disco layout served on loopback) through download + ingest."""
+    import dataclasses
+
+    from disco_core import datasets
+    from disco_core.download import RemoteFile
+    from flows.pipeline import FLOWS
+    from loopback import StaticServer
+
+    source = datasets.get("embedded").default_path()
+    server = StaticServer(source)
+    try:
+        files = tuple(RemoteFile(n, f"{server.url}/{n}", size=(source / n).stat().st_size)
+                      for n in ("corpus.jsonl", "conversations.jsonl"))
+        spec = dataclasses.replace(datasets.get("embedded"), name="remote-embedded", files=files, default_path=None)
+        monkeypatch.setitem(datasets.REGISTRY, spec.name, spec)
+        overrides = [f"work_dir={tmp_path / 'work'}", "dataset.name=remote-embedded",
+                     f"dataset.cache_dir={tmp_path / 'data'}"]
+        first = FLOWS["ingest"](overrides=overrides)
+        assert not first["download"]["cache_hit"] and not first["ingest"]["cache_hit"]
+        assert first["ingest"]["info"]["passages"] == 325 and server.total_requests == 2
+        again = FLOWS["ingest"](overrides=overrides)
+        assert again["download"]["cache_hit"] and again["ingest"]["cache_hit"] and server.total_requests == 2
+        (tmp_path / "data" / "remote-embedded" / "corpus.jsonl").unlink()  # a lost cache entry is fetched again
+        third = FLOWS["ingest"](overrides=overrides)
+        assert not third["download"]["cache_hit"] and server.total_requests == 3
+    finally:
+        server.close()

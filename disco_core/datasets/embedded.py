@@ -1,10 +1,13 @@
-"""The disco JSONL layout, and the embedded default dataset shipped in ``data/embedded``.
+"""The disco layout (JSONL/TSV), the embedded default dataset in ``data/embedded``, and ``local``.
 
-Layout (also the generic format for a user's own data):
+Layout, the generic format for a user's own data (``--set dataset.name=local --set dataset.path=DIR``):
 
-``corpus.jsonl``         ``{"doc_id", "title", "text", "topic"?}``
+``corpus.jsonl``         ``{"doc_id", "title"?, "text", "topic"?}`` — or ``corpus.tsv``:
+                         ``doc_id<TAB>title<TAB>text`` (no header)
 ``conversations.jsonl``  ``{"conversation_id", "topic"?, "turns": [{"turn", "user", "agent"?,
-                         "rewrite"?, "qrels"?: {doc_id: grade}}]}`` with turns numbered 1..N.
+                         "rewrite"?, "qrels"?: {doc_id: grade}}]}`` with turns numbered 1..N
+``qrels.tsv``            optional: ``query_id<TAB>doc_id<TAB>grade`` or TREC ``qid 0 docid grade``
+``rewrites.tsv``         optional: ``query_id<TAB>text`` (more ``human`` rewrites)
 
 Query ids are ``<conversation_id>_<turn>``; ``rewrite`` becomes the ``human`` teacher.
 """
@@ -14,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import schemas
-from ..errors import DataError
-from ..io import read_jsonl
+from ..errors import ConfigError, DataError
+from ..io import read_jsonl, read_tsv
 from . import DatasetSpec, DatasetTables, KeyedRows, register
 
 PROJECT_DATA = Path(__file__).resolve().parents[2] / "data"
@@ -36,15 +39,21 @@ def _text(value: object, what: str, path: Path, line: int, allow_empty: bool = F
 def load_disco_jsonl(root: Path) -> DatasetTables:
     corpus_path, conv_path = root / "corpus.jsonl", root / "conversations.jsonl"
     corpus = KeyedRows("doc_id")
-    for line, rec in read_jsonl(corpus_path, required=("doc_id", "text")):
-        doc_id = _text(rec["doc_id"], "doc_id", corpus_path, line)
-        row = {
-            "doc_id": doc_id,
-            "title": _text(rec.get("title", ""), "title", corpus_path, line, allow_empty=True),
-            "text": _text(rec["text"], "text", corpus_path, line),
-            "domain": rec.get("topic") or rec.get("domain"),
-        }
-        corpus.add(doc_id, row, corpus_path, line)
+    if not corpus_path.exists() and (root / "corpus.tsv").exists():
+        corpus_path = root / "corpus.tsv"
+        for line, (doc_id, title, text) in read_tsv(corpus_path, columns=3, header=False):
+            corpus.add(doc_id, {"doc_id": _text(doc_id, "doc_id", corpus_path, line), "title": title.strip(),
+                                "text": _text(text, "text", corpus_path, line), "domain": None}, corpus_path, line)
+    else:
+        for line, rec in read_jsonl(corpus_path, required=("doc_id", "text")):
+            doc_id = _text(rec["doc_id"], "doc_id", corpus_path, line)
+            row = {
+                "doc_id": doc_id,
+                "title": _text(rec.get("title", ""), "title", corpus_path, line, allow_empty=True),
+                "text": _text(rec["text"], "text", corpus_path, line),
+                "domain": rec.get("topic") or rec.get("domain"),
+            }
+            corpus.add(doc_id, row, corpus_path, line)
 
     turns, qrels, rewrites = KeyedRows("query_id"), [], []
     conversations = KeyedRows("conversation_id")
@@ -79,12 +88,36 @@ def load_disco_jsonl(root: Path) -> DatasetTables:
             history.append({"speaker": "user", "text": utterance})
             if turn.get("agent"):
                 history.append({"speaker": "agent", "text": _text(turn["agent"], f"{where}: agent", conv_path, line)})
+    qrels_path = root / "qrels.tsv"
+    if qrels_path.exists():
+        with qrels_path.open(encoding="utf-8") as handle:
+            first = handle.readline().split()
+        trec = len(first) == 4
+        for line, fields in read_tsv(qrels_path, columns=4 if trec else 3, header=False, sep=None if trec else "\t"):
+            qid, doc_id, grade = (fields[0], fields[2], fields[3]) if trec else fields
+            if qid not in turns:
+                raise DataError(qrels_path, f"judgment for unknown query {qid!r}", line)
+            if doc_id not in corpus:
+                raise DataError(qrels_path, f"judgment names unknown document {doc_id!r}", line)
+            if not grade.strip().lstrip("-").isdigit():
+                raise DataError(qrels_path, f"grade {grade!r} is not an integer", line)
+            qrels.append({"query_id": qid, "doc_id": doc_id, "relevance": int(grade)})
+    rewrites_path = root / "rewrites.tsv"
+    if rewrites_path.exists():
+        for line, (qid, text) in read_tsv(rewrites_path, columns=2, header=False):
+            if qid not in turns:
+                raise DataError(rewrites_path, f"rewrite of unknown query {qid!r}", line)
+            rewrites.append({"query_id": qid, "teacher": "human", "text": _text(text, "rewrite", rewrites_path, line)})
     return DatasetTables(
         corpus=schemas.to_table("corpus", corpus.rows),
         turns=schemas.to_table("turns", turns.rows),
         qrels=schemas.to_table("qrels", qrels),
         rewrites=schemas.to_table("rewrites", rewrites),
     )
+
+
+def _no_default_path() -> Path:
+    raise ConfigError("dataset 'local' reads your own folder: set dataset.path (see README, 'Your own data')")
 
 
 register(
@@ -95,5 +128,16 @@ register(
         license="Apache-2.0 (project's own text)",
         loader=load_disco_jsonl,
         default_path=lambda: PROJECT_DATA / "embedded",
+    )
+)
+
+register(
+    DatasetSpec(
+        name="local",
+        description="your own data in the disco layout (corpus.jsonl|tsv, conversations.jsonl, qrels.tsv?, rewrites.tsv?)",
+        source="a local folder: --set dataset.path=DIR",
+        license="yours",
+        loader=load_disco_jsonl,
+        default_path=_no_default_path,
     )
 )
