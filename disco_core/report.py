@@ -74,7 +74,10 @@ def markdown(ev: Evaluation, summary: dict, title: str) -> str:
     best = summary["best_teacher"]
     main = summary["main_metric"]
     lines = [f"# {title}", "", ev.markdown(baseline=best).replace(
-        f"* = differs from {best}", f"* = differs from the best teacher ({best})")]
+        f"* = differs from {best}", f"* = differs from the best teacher ({best})"),
+             "LLM calls: per turn at search time (a `human` teacher needs a person instead: 0 LLM calls, "
+             "but not available at search time either). ms/query: encoding + top-k search, one query at a "
+             "time, plus the teacher's measured rewriting time per turn where the rewrite stage timed it.", ""]
     student = [n for n, k in summary["kinds"].items() if k == "student"]
     if student and best:
         s, t = ev.scores[student[0]], ev.scores[best]
@@ -98,12 +101,15 @@ def plot(summary: dict, path: str | Path, title: str) -> Path:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     buckets = list(summary["depth_counts"])
-    for name, values in summary["depth"].items():
-        style = "-" if summary["kinds"][name] == "student" else "--" if summary["kinds"][name] == "teacher" else ":"
-        left.plot(buckets, [values.get(b) for b in buckets], style, marker="o", label=name)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, values) in enumerate(summary["depth"].items()):
+        kind = summary["kinds"][name]
+        style = dict(linestyle="-" if kind == "student" else "--" if kind == "teacher" else ":",
+                     marker="o", color=colors[i % len(colors)], label=name)  # same colour in both panels
+        left.plot(buckets, [values.get(b) for b in buckets], **style)
         nnz = summary["nnz_depth"].get(name, {})
         if nnz:
-            right.plot(buckets, [nnz.get(b) for b in buckets], style, marker="o", label=name)
+            right.plot(buckets, [nnz.get(b) for b in buckets], **style)
     left.set(xlabel="turn depth", ylabel=label(summary["main_metric"]), title="effectiveness")
     right.set(xlabel="turn depth", ylabel="query non-zeros", title="query sparsity")
     left.legend(fontsize=7)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,14 +31,11 @@ def fingerprint(path: Path) -> list:
 
 
 def code_hash(objects: Iterable[object]) -> str:
-    """Hash the source of functions and modules (a package: every .py file under it)."""
+    """Hash the source of functions and modules (a package: its ``__init__`` only, so adding a
+    dataset module does not invalidate the stages of the others; list submodules explicitly)."""
     digest = hashlib.sha256()
     for obj in objects:
-        if isinstance(obj, types.ModuleType) and hasattr(obj, "__path__"):
-            for file in sorted(Path(next(iter(obj.__path__))).rglob("*.py")):
-                digest.update(file.read_bytes())
-        else:
-            digest.update(inspect.getsource(obj).encode())
+        digest.update(inspect.getsource(obj).encode())
     return digest.hexdigest()
 
 

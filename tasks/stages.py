@@ -1,10 +1,14 @@
-"""The pipeline's stages as Prefect tasks: ingest, encode corpus, index, encode queries, retrieve,
-evaluate. Each wraps disco_core, writes under ``<work_dir>/<dataset>/<stage>/`` and is cached by
+"""The pipeline's stages as Prefect tasks.
+
+The spine: download (registered remote datasets), ingest, encode_corpus, index, encode_queries,
+retrieve, evaluate. DiSCo: rewrite (per teacher), score_teachers (per teacher), fuse, train, report.
+Each wraps disco_core, writes under ``<work_dir>/<dataset>/<stage>/`` and is cached by
 :func:`tasks.cache.run_stage` (Prefect's own result cache is off: our manifest decides)."""
 
 from __future__ import annotations
 
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -17,24 +21,24 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 import disco_core.conversation  # noqa: E402
+import disco_core.datasets  # noqa: E402
 import disco_core.distill  # noqa: E402
 import disco_core.download  # noqa: E402
-import disco_core.report  # noqa: E402
-import disco_core.rewriters  # noqa: E402
-import disco_core.teachers  # noqa: E402
-import disco_core.datasets  # noqa: E402
 import disco_core.encoder  # noqa: E402
+import disco_core.errors  # noqa: E402
 import disco_core.evaluation  # noqa: E402
 import disco_core.index  # noqa: E402
 import disco_core.io  # noqa: E402
 import disco_core.models  # noqa: E402
 import disco_core.queries  # noqa: E402
+import disco_core.report  # noqa: E402
+import disco_core.rewriters  # noqa: E402
 import disco_core.runs  # noqa: E402
 import disco_core.schemas  # noqa: E402
+import disco_core.teachers  # noqa: E402
 import disco_core.vectors  # noqa: E402
 from disco_core import datasets, schemas  # noqa: E402
 from disco_core.config import Config  # noqa: E402
-import disco_core.errors  # noqa: E402
 from disco_core.io import write_json_atomic, write_text_atomic  # noqa: E402
 
 from .cache import StageResult, run_stage  # noqa: E402
@@ -111,7 +115,8 @@ def ingest(cfg: Config, force: bool = False) -> StageResult:
 
     inputs = datasets.source_files(cfg.dataset.name, cfg.dataset.path, cfg.dataset.cache_dir)
     settings = cfg.dataset.model_dump(exclude={"mirror", "cache_dir"})
-    return run_stage("ingest", folder, inputs, settings, [ingest.fn, disco_core.datasets,
+    loader_module = sys.modules[datasets.get(cfg.dataset.name).loader.__module__]
+    return run_stage("ingest", folder, inputs, settings, [ingest.fn, disco_core.datasets, loader_module,
                      disco_core.schemas, disco_core.io], outputs, build, logger, force)
 
 
