@@ -429,9 +429,13 @@ def make_rewriter(teacher, dataset_teacher: str, dataset_rewrites: Iterable[dict
     if teacher.backend == "hf":
         return HFRewriter(name, teacher.model or "smollm2-135m-instruct", teacher.gguf_file, teacher.batch_size,
                           teacher.max_new_tokens, teacher.history_turns, teacher.answer_chars, device, cache_dir)
-    if not teacher.base_url or not teacher.model:
-        raise RewriterError(f"teacher {name!r}: backend 'openai' needs base_url and model")
-    return OpenAIRewriter(name, teacher.base_url, teacher.model, api_key_env=teacher.api_key_env,
+    # base URL and model from the config, else from the environment (as OpenAI's own clients do)
+    base_url = teacher.base_url or os.environ.get("OPENAI_BASE_URL")
+    model = teacher.model or os.environ.get("OPENAI_MODEL")
+    if not base_url or not model:
+        raise RewriterError(f"teacher {name!r}: backend 'openai' needs base_url and model "
+                            "(config, or OPENAI_BASE_URL / OPENAI_MODEL in the environment)")
+    return OpenAIRewriter(name, base_url, model, api_key_env=teacher.api_key_env,
                           concurrency=teacher.concurrency, timeout=teacher.timeout, retries=teacher.retries,
                           backoff=teacher.backoff, max_tokens=teacher.max_new_tokens,
                           history_turns=teacher.history_turns, answer_chars=teacher.answer_chars)

@@ -174,3 +174,15 @@ def test_gguf_backend_on_smollm2(tmp_path):
     HFRewriter("smollm2", "smollm2-135m-instruct", batch_size=2, max_new_tokens=24,
                cache_dir=tmp_path / "models").rewrite(TURNS[:3], again.append)
     assert sorted((r["query_id"], r["text"]) for r in again) == sorted((r["query_id"], r["text"]) for r in rows)
+
+
+def test_endpoint_settings_from_the_environment(monkeypatch):
+    from disco_core.config import TeacherConfig
+    from disco_core.rewriters import make_rewriter
+
+    with pytest.raises(RewriterError, match="needs base_url and model"):
+        make_rewriter(TeacherConfig(name="llm", backend="openai"), "human")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("OPENAI_MODEL", "served-model")
+    rewriter = make_rewriter(TeacherConfig(name="llm", backend="openai"), "human")
+    assert (rewriter.base_url, rewriter.model) == ("http://127.0.0.1:9/v1", "served-model")
