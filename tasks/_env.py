@@ -13,6 +13,8 @@ DEFAULTS = {
     "PREFECT_LOGGING_LOG_PRINTS": "true",
     # numba (ranx, the index) compiles once and reuses the machine code from here.
     "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba"),
+    # ir_datasets (CAsT, iKAT parsing) keeps its home beside the project's other caches.
+    "IR_DATASETS_HOME": str(ROOT / ".cache" / "ir_datasets"),
     # Spinning OpenMP threads starve a 2-core machine shared with tokenizers and numba.
     "OMP_WAIT_POLICY": "PASSIVE",
     "TOKENIZERS_PARALLELISM": "false",

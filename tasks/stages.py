@@ -7,6 +7,8 @@ Each wraps disco_core, writes under ``<work_dir>/<dataset>/<stage>/`` and is cac
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
 import sys
 import time
@@ -115,9 +117,19 @@ def ingest(cfg: Config, force: bool = False) -> StageResult:
 
     inputs = datasets.source_files(cfg.dataset.name, cfg.dataset.path, cfg.dataset.cache_dir)
     settings = cfg.dataset.model_dump(exclude={"mirror", "cache_dir"})
-    loader_module = sys.modules[datasets.get(cfg.dataset.name).loader.__module__]
-    return run_stage("ingest", folder, inputs, settings, [ingest.fn, disco_core.datasets, loader_module,
-                     disco_core.schemas, disco_core.io], outputs, build, logger, force)
+    return run_stage("ingest", folder, inputs, settings, [ingest.fn, disco_core.datasets.registry,
+                     *_loader_modules(cfg.dataset.name), disco_core.schemas, disco_core.io],
+                     outputs, build, logger, force)
+
+
+def _loader_modules(name: str) -> list:
+    """The dataset's module and the ``disco_core.datasets`` helpers it uses (``_trec``, ...), so a
+    change to another dataset's module leaves this one's ingest a cache hit."""
+    loader = datasets.get(name).loader
+    module = sys.modules[getattr(loader, "func", loader).__module__]
+    # also the helpers imported inside functions (``from . import _irds``, imported lazily)
+    names = {a or b for a, b in re.findall(r"from \.(?:(_\w+) import| import (_\w+))", inspect.getsource(module))}
+    return [module, *(importlib.import_module(f"disco_core.datasets.{n}") for n in sorted(names))]
 
 
 @task(name="encode_corpus", **TASK_OPTIONS)

@@ -9,6 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 _PREFECT_HOME = tempfile.mkdtemp(prefix="disco-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["IR_DATASETS_HOME"] = tempfile.mkdtemp(prefix="disco-irds-")
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
 
 import tasks  # noqa: E402,F401  (the remaining environment defaults)

@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import schemas
 from ..errors import ConfigError, DataError
 from ..io import read_jsonl, read_tsv
-from . import DatasetSpec, DatasetTables, KeyedRows, register
+from .registry import DatasetSpec, DatasetTables, KeyedRows, register
 
 PROJECT_DATA = Path(__file__).resolve().parents[2] / "data"
 

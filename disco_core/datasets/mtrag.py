@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import schemas
 from ..errors import DataError
 from ..io import read_jsonl, read_tsv
-from . import DatasetSpec, DatasetTables, KeyedRows, register
+from .registry import DatasetSpec, DatasetTables, KeyedRows, register
 
 REWRITE_TEACHER = "mtrag-mixtral"
 REWRITE_MODEL = "Mixtral-8x7B-Instruct (MTRAG official rewrite)"

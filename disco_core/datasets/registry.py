@@ -1,0 +1,191 @@
+"""The dataset registry: a name gives a loader that produces the canonical tables.
+
+Modelled on ir_datasets' registry: each entry names its source, licence and parser; ``load`` turns
+the source files into :class:`DatasetTables` (see :mod:`disco_core.schemas`). Loaders report bad
+records with the file and line (:class:`~disco_core.errors.DataError`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import schemas
+from ..download import RemoteFile, fetch
+from ..errors import ConfigError, DataError
+
+TABLES = ("corpus", "turns", "qrels", "rewrites")
+
+
+@dataclass
+class DatasetTables:
+    """The canonical tables of a dataset. A very large collection comes as ``corpus_chunks`` (a
+    function returning an iterator of corpus tables, streamed to disk with bounded memory) and
+    ``corpus`` is then None."""
+
+    corpus: pa.Table | None
+    turns: pa.Table
+    qrels: pa.Table
+    rewrites: pa.Table
+    corpus_chunks: Callable[[], Iterator[pa.Table]] | None = None
+
+    def items(self):
+        return ((name, getattr(self, name)) for name in TABLES)
+
+    def filter_domains(self, domains: list[str] | None) -> DatasetTables:
+        if not domains:
+            return self
+        if self.corpus is None:
+            raise ConfigError("domain filtering needs an in-memory corpus")
+        keep = pa.array(domains)
+        turns = self.turns.filter(pc.is_in(self.turns["domain"], keep))
+        queries = turns["query_id"]
+        return DatasetTables(
+            corpus=self.corpus.filter(pc.is_in(self.corpus["domain"], keep)),
+            turns=turns,
+            qrels=self.qrels.filter(pc.is_in(self.qrels["query_id"], queries)),
+            rewrites=self.rewrites.filter(pc.is_in(self.rewrites["query_id"], queries)),
+        )
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One registry entry (one dataset and split).
+
+    Local datasets name a ``default_path``; downloaded ones list their official ``files``, fetched
+    into ``<data dir>/<cache_name>`` (splits of one dataset share the folder, so a collection is
+    downloaded once). ``loader(folder)`` parses that folder into :class:`DatasetTables`."""
+
+    name: str
+    description: str
+    source: str
+    license: str
+    loader: Callable[[Path], DatasetTables]
+    default_path: Callable[[], Path] | None = None
+    files: tuple[RemoteFile, ...] = ()
+    cache_name: str | None = None
+    # The teacher used by the ``rewrite`` query variant (human when the dataset has people's rewrites).
+    rewrite_teacher: str = "human"
+
+    @property
+    def folder_name(self) -> str:
+        return self.cache_name or self.name
+
+
+REGISTRY: dict[str, DatasetSpec] = {}
+
+
+def register(spec: DatasetSpec) -> DatasetSpec:
+    if spec.name in REGISTRY:
+        raise ValueError(f"dataset {spec.name!r} is already registered")
+    if spec.default_path is None and not spec.files:
+        raise ValueError(f"dataset {spec.name!r} needs a default_path or files to download")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def get(name: str) -> DatasetSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown dataset {name!r}; registered: {', '.join(sorted(REGISTRY))}") from None
+
+
+def data_dir() -> Path:
+    """Where downloaded datasets live: ``$DISCO_DATA_DIR`` or ``<project>/.cache/datasets``."""
+    env = os.environ.get("DISCO_DATA_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / ".cache" / "datasets"
+
+
+def source_path(name: str, path: str | Path | None = None, cache_dir: str | Path | None = None) -> Path:
+    spec = get(name)
+    if path:
+        return Path(path)
+    if spec.files:
+        return Path(cache_dir or data_dir()) / spec.folder_name
+    return spec.default_path()
+
+
+def download(name: str, cache_dir: str | Path | None = None, mirror: str | Path | None = None,
+             log=None) -> Path:
+    """Fetch the dataset's official files (verified; complete ones are not fetched again)."""
+    spec = get(name)
+    root = source_path(name, None, cache_dir)
+    for remote in spec.files:
+        fetch(remote, root, mirror=mirror, log=log)
+    return root
+
+
+def source_files(name: str, path: str | Path | None = None, cache_dir: str | Path | None = None) -> list[Path]:
+    """The files a dataset is read from (for cache keys)."""
+    spec = get(name)
+    root = source_path(name, path, cache_dir)
+    if not root.exists():
+        raise DataError(root, f"source folder of dataset {name!r} not found"
+                        + (" (download it first)" if spec.files and not path else ""))
+    if spec.files and not path:
+        return [root / f.name for f in spec.files]
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
+                  and not p.name.endswith((".verified", ".part")))
+
+
+def load(name: str, path: str | Path | None = None, domains: list[str] | None = None,
+         cache_dir: str | Path | None = None, mirror: str | Path | None = None) -> DatasetTables:
+    """Parse a dataset into canonical tables (downloading its files first when it has some)."""
+    spec = get(name)
+    root = download(name, cache_dir, mirror) if spec.files and not path else source_path(name, path, cache_dir)
+    if not root.exists():
+        raise DataError(root, f"source folder of dataset {name!r} not found")
+    tables = spec.loader(root).filter_domains(domains)
+    return DatasetTables(**{n: schemas.validate(n, t, source=root) if t is not None else None
+                            for n, t in tables.items()}, corpus_chunks=tables.corpus_chunks)
+
+
+def validation_report(tables: DatasetTables, corpus_ids: set[str] | None = None) -> dict:
+    """Counts and problems of a parsed dataset (kept as validation.json beside the tables)."""
+    qrels, turns = tables.qrels, tables.turns
+    positive = qrels.filter(pc.greater(qrels["relevance"], 0))
+    grades = qrels.group_by("relevance").aggregate([([], "count_all")]).to_pydict()
+    teachers = tables.rewrites.group_by("teacher").aggregate([([], "count_all")]).to_pydict()
+    if corpus_ids is None:
+        corpus_ids = set(tables.corpus["doc_id"].to_pylist()) if tables.corpus is not None else set()
+    judged = qrels.to_pydict()
+    missing_docs = {d for d in judged["doc_id"] if d not in corpus_ids}
+    turns_missing = {q for q, d in zip(judged["query_id"], judged["doc_id"]) if d in missing_docs}
+    empty = [q for q, u in zip(turns["query_id"].to_pylist(), turns["utterance"].to_pylist()) if not u.strip()]
+    return {
+        "conversations": pc.count_distinct(turns["conversation_id"]).as_py(),
+        "turns": turns.num_rows,
+        "turns_with_positive": pc.count_distinct(positive["query_id"]).as_py() if positive.num_rows else 0,
+        "passages": len(corpus_ids),
+        "qrels_by_grade": {str(g): c for g, c in sorted(zip(grades["relevance"], grades["count_all"]))},
+        "rewrites_by_teacher": dict(zip(teachers["teacher"], teachers["count_all"])),
+        "judged_passages_missing_from_corpus": len(missing_docs),
+        "turns_with_judged_passages_missing": len(turns_missing),
+        "empty_utterances": len(empty),
+        # duplicate ids are refused when the tables are written (schemas.validate); 0 if we got here
+        "duplicate_ids": 0,
+    }
+
+
+class KeyedRows:
+    """Rows of one table, refusing a duplicate key with both places it was seen."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.rows: list[dict] = []
+        self.seen: dict[object, str] = {}
+
+    def add(self, key: object, row: dict, path: Path, line: int) -> None:
+        if key in self.seen:
+            raise DataError(path, f"duplicate {self.what} {key!r} (first seen at {self.seen[key]})", line)
+        self.seen[key] = f"{path}:{line}"
+        self.rows.append(row)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.seen
