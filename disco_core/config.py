@@ -26,6 +26,8 @@ class DatasetConfig(_Section):
     domains: list[str] | None = Field(None, description="keep only these domains (MTRAG: clapnq, cloud, fiqa, govt)")
     cache_dir: str | None = Field(None, description="downloaded datasets (default $DISCO_DATA_DIR or .cache/datasets)")
     mirror: str | None = Field(None, description="read official files from this folder or URL prefix instead")
+    collection: bool = Field(False, description="also stream the dataset's full document collection into the "
+                             "corpus (CAsT 2019/2020: ir_datasets trec-cast/v1, MS MARCO + TREC CAR, 38.6M passages)")
 
 
 class EncoderConfig(_Section):

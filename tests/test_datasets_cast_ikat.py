@@ -434,3 +434,52 @@ def test_bad_grade_unknown_turn_and_broken_tree(tmp_path):
     root = local_copy(tmp_path, cast_files(2022), **{cast.YEARS[2022].topics.name: topics_json(topics)})
     with pytest.raises(DataError, match=r"topic 132 turn 2-1: parent '132_1-9' is not a turn of the topic"):
         datasets.load("cast2022", path=root)
+
+
+# ---------------------------------------------------------------- the full collection, via ir_datasets
+def test_cast2019_streams_its_collection_through_ir_datasets(tmp_path, serve, monkeypatch):
+    """``dataset.collection``: the documents come from an ir_datasets dataset (here a small one
+    registered over a local TSV, standing in for ``trec-cast/v1``), streamed in chunks."""
+    import dataclasses
+
+    import ir_datasets
+    from ir_datasets.formats import TsvDocs
+    from ir_datasets.util import LocalDownload
+
+    from disco_core import schemas
+    from disco_core.datasets import _irds
+
+    docs = tmp_path / "docs.tsv"
+    ids = ["MARCO_5498474", "MARCO_1092925", "MARCO_955948", "CAR_116d829c4c800c2fc70f11692fec5e8c7e975250",
+           "MARCO_1", "MARCO_2", "MARCO_3"]
+    docs.write_text("".join(f"{i}\tpassage {n} about sharks\n" for n, i in enumerate(ids)), encoding="utf-8")
+    collection = "disco-test/cast-docs"
+    if collection not in ir_datasets.registry:
+        ir_datasets.registry.register(collection, ir_datasets.Dataset(TsvDocs(LocalDownload(docs, mkdir=False))))
+    monkeypatch.setattr(_irds.docs_chunks, "__defaults__", (3,))  # 3 passages a chunk
+    monkeypatch.setitem(datasets.REGISTRY, "cast2019",
+                        dataclasses.replace(datasets.get("cast2019"), collection=collection))
+    root = write_files(tmp_path / "www", cast_files(2019))
+    fixture = register_fixture("cast2019", root, serve(root), monkeypatch)
+    assert datasets.get(fixture).collection == collection
+
+    tables = datasets.load(fixture, collection=True)
+    assert tables.corpus is None
+    chunks = list(tables.corpus_chunks())
+    assert [c.num_rows for c in chunks] == [3, 3, 1]
+    corpus_file = tmp_path / "corpus.parquet"
+    assert schemas.write_table_chunks("corpus", iter(chunks), corpus_file) == 7
+    assert schemas.read_table("corpus", corpus_file)["doc_id"].to_pylist() == ids
+    report = datasets.validation_report(tables, corpus_file)
+    assert report["passages"] == 7
+    # only the WaPo judgment (not in the v1 collection) stays missing
+    assert report["judged_passages_missing_from_corpus"] == 1 and report["turns_with_judged_passages_missing"] == 1
+
+
+def test_collection_is_refused_where_none_is_registered():
+    from disco_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no document collection"):
+        datasets.load("embedded", collection=True)
+    assert datasets.get("cast2019").collection == datasets.get("cast2020").collection == "trec-cast/v1"
+    assert datasets.get("cast2021").collection is None

@@ -146,6 +146,13 @@ def served(tmp_path, monkeypatch):
     server.close()
 
 
+def streamed_report(tables: datasets.DatasetTables, folder) -> dict:
+    """The validation report as the ingest stage makes it: the streamed corpus written, then read back."""
+    corpus_file = folder / "corpus.parquet"
+    schemas.write_table_chunks("corpus", tables.corpus_chunks(), corpus_file)
+    return datasets.validation_report(tables, corpus_file)
+
+
 def corpus_of(tables: datasets.DatasetTables) -> pa.Table:
     assert tables.corpus is None and tables.corpus_chunks is not None
     return pa.concat_tables(list(tables.corpus_chunks()))
@@ -162,7 +169,7 @@ def topiocqa_www(served):
     return www, server
 
 
-def test_topiocqa_train_loads_streams_its_corpus_and_is_cached(topiocqa_www, monkeypatch):
+def test_topiocqa_train_loads_streams_its_corpus_and_is_cached(topiocqa_www, monkeypatch, tmp_path):
     www, server = topiocqa_www
     name = register_fixture("topiocqa-train", www, server, monkeypatch)
     tables = datasets.load(name)
@@ -195,7 +202,7 @@ def test_topiocqa_train_loads_streams_its_corpus_and_is_cached(topiocqa_www, mon
     assert rows["10"]["title"] == "Orphan page" and rows["1"]["domain"] is None
     assert rows["3"]["text"] == 'The score, called "Supermarine", was composed by Hans Zimmer.'
 
-    report = datasets.validation_report(tables, set(corpus["doc_id"].to_pylist()))
+    report = streamed_report(tables, tmp_path)
     assert report["conversations"] == 3 and report["turns"] == 12 and report["passages"] == 10
     assert report["turns_with_positive"] == 11 and report["qrels_by_grade"] == {"1": 11}
     assert report["rewrites_by_teacher"] == {}
@@ -207,7 +214,7 @@ def test_topiocqa_train_loads_streams_its_corpus_and_is_cached(topiocqa_www, mon
     assert again.turns.equals(tables.turns) and corpus_of(again).equals(corpus)
 
 
-def test_topiocqa_dev_shares_the_collection_with_train(topiocqa_www, monkeypatch):
+def test_topiocqa_dev_shares_the_collection_with_train(topiocqa_www, monkeypatch, tmp_path):
     www, server = topiocqa_www
     train = register_fixture("topiocqa-train", www, server, monkeypatch)
     dev = register_fixture("topiocqa-dev", www, server, monkeypatch)
@@ -223,7 +230,7 @@ def test_topiocqa_dev_shares_the_collection_with_train(topiocqa_www, monkeypatch
     assert [m["speaker"] for m in last["history"]] == ["user", "agent", "user", "agent"]
     assert last["history"][2]["text"] == "who wrote the music?"
     corpus = corpus_of(tables)
-    report = datasets.validation_report(tables, set(corpus["doc_id"].to_pylist()))
+    report = streamed_report(tables, tmp_path)
     assert (report["conversations"], report["turns"], report["passages"]) == (2, 6, 10)
     assert report["qrels_by_grade"] == {"1": 6} and report["judged_passages_missing_from_corpus"] == 0
     assert tables.rewrites.num_rows == 0

@@ -52,3 +52,23 @@ def test_failed_write_leaves_previous_file_intact(tmp_path):
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["corpus.parquet"]  # no temporary left behind
     assert pq.read_table(path).num_rows == 2
+
+
+def test_streamed_write_refuses_a_key_repeated_across_chunks(tmp_path, monkeypatch):
+    def chunk(*ids):
+        return schemas.to_table("corpus", [{"doc_id": i, "title": "", "text": "x", "domain": None} for i in ids])
+
+    path = tmp_path / "corpus.parquet"
+    assert schemas.write_table_chunks("corpus", iter([chunk("a", "b"), chunk("c")]), path) == 3
+    before = path.read_bytes()
+    with pytest.raises(DataError, match="duplicate key {'doc_id': 'b'}"):
+        schemas.write_table_chunks("corpus", iter([chunk("a", "b"), chunk("c", "b")]), path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["corpus.parquet"]
+    # keys are compared as hashes first: a hash collision between different keys is not a duplicate
+    monkeypatch.setattr(schemas, "_key_hashes", lambda keys: __import__("numpy").zeros(keys.num_rows, "int64"))
+    assert schemas.write_table_chunks("corpus", iter([chunk("a", "b"), chunk("c")]), path) == 3
+    with pytest.raises(DataError, match="duplicate key {'doc_id': 'a'}"):
+        schemas.write_table_chunks("corpus", iter([chunk("a", "b"), chunk("a")]), path)
+    qrels = [{"query_id": "q", "doc_id": "d", "relevance": 1}]
+    with pytest.raises(DataError, match="duplicate key"):
+        schemas.write_table_chunks("qrels", iter([schemas.to_table("qrels", qrels)] * 2), tmp_path / "q.parquet")

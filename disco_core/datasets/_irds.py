@@ -155,3 +155,23 @@ def _located(items: Iterable[Any], path: Path, lines: Sequence[int], what: str) 
         except (RuntimeError, TypeError, ValueError) as exc:  # TrecQrels: "expected 4 columns, got 3"
             raise DataError(path, f"{what}: {exc}", line) from None
         yield line, item
+
+
+def docs_chunks(dataset_id: str, chunk_rows: int = 100_000) -> Iterator[Any]:
+    """Stream the documents of the ir_datasets dataset ``dataset_id`` as corpus tables of
+    ``chunk_rows`` rows (ir_datasets downloads the collection on first use). Title and text come
+    from the document's ``title`` and ``text`` fields (``body`` or ``default_text()`` otherwise)."""
+    from .. import schemas
+
+    dataset = ir_datasets.load(dataset_id)
+    if not dataset.has_docs():
+        raise DataError(None, f"ir_datasets dataset {dataset_id!r} has no documents")
+    rows: list[dict] = []
+    for doc in dataset.docs_iter():
+        text = getattr(doc, "text", None) or getattr(doc, "body", None) or doc.default_text()
+        rows.append({"doc_id": doc.doc_id, "title": getattr(doc, "title", "") or "", "text": text, "domain": None})
+        if len(rows) == chunk_rows:
+            yield schemas.to_table("corpus", rows)
+            rows = []
+    if rows:
+        yield schemas.to_table("corpus", rows)

@@ -27,12 +27,15 @@ Tables.
   the organisers' automatic rewrite as teacher ``cast-automatic``.
 - qrels: the NIST judgments, graded 0 (fails to meet) .. 4 (fully meets). 2021 qrels are at
   document level (``MARCO_D59865``), the others at passage level.
-- corpus: only the passages given in the topic files: 2021's canonical passages, with the id the
-  CAsT 2021 runs use, ``<canonical_result_id>-<passage_id>`` (e.g. ``MARCO_D59865-7``; ``passage_id``
-  counts from 0, unlike ir_datasets' 1-based passage numbers). Other years have an empty corpus.
-  The collections (MS MARCO passages/documents, TREC CAR, Washington Post, KILT: tens of millions
-  of documents, each under its own terms, WaPo only with a NIST agreement) are not downloaded;
-  judgments naming documents outside the corpus are kept and counted by ``validation_report``.
+- corpus: by default only the passages given in the topic files: 2021's canonical passages, with
+  the id the CAsT 2021 runs use, ``<canonical_result_id>-<passage_id>`` (e.g. ``MARCO_D59865-7``;
+  ``passage_id`` counts from 0, unlike ir_datasets' 1-based passage numbers). With
+  ``dataset.collection`` on, 2019 and 2020 stream ir_datasets' ``trec-cast/v1`` documents (MS MARCO
+  passages as ``MARCO_<id>``, TREC CAR paragraphs as ``CAR_<id>``: the ids of the qrels; 38.6M
+  passages, downloaded by ir_datasets on first use). The 2021/2022 collections (MS MARCO documents
+  v1/v2, Washington Post, KILT, each under its own terms, WaPo only with a NIST agreement) are not
+  registered in ir_datasets 0.6.3 and not downloaded; judgments naming documents outside the corpus
+  are kept and counted by ``validation_report``.
 
 Licence: the topics and qrels come from NIST TREC (the ``daltonj/treccastweb`` repository is under
 MIT); the document collections keep their own terms.
@@ -71,6 +74,7 @@ class CastYear:
     turn_fields: dict[str, type | tuple[type, ...]]
     optional_turn_fields: dict[str, type | tuple[type, ...]]
     resolved: RemoteFile | None = None  # 2019: manual rewrites, one "<query_id>\t<text>" a line
+    collection: str | None = None  # the ir_datasets id of the year's documents, when it has them
 
     @property
     def dataset(self) -> str:
@@ -99,6 +103,7 @@ YEARS: dict[int, CastYear] = {
             {},
             resolved=RemoteFile("2019/evaluation_topics_annotated_resolved_v1.0.tsv",
                                 f"{_GITHUB}/2019/data/evaluation/evaluation_topics_annotated_resolved_v1.0.tsv"),
+            collection="trec-cast/v1",
         ),
         CastYear(
             2020,
@@ -110,6 +115,7 @@ YEARS: dict[int, CastYear] = {
             {"number": int, "raw_utterance": str, "manual_rewritten_utterance": str,
              "automatic_rewritten_utterance": str, "manual_canonical_result_id": str},
             {},
+            collection="trec-cast/v1",
         ),
         CastYear(
             2021,
@@ -285,5 +291,6 @@ for _cast in YEARS.values():
             loader=partial(load_cast, _cast.year),
             files=_cast.files,
             cache_name=NAME,
+            collection=_cast.collection,
         )
     )

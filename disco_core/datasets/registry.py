@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .. import schemas
 from ..download import RemoteFile, fetch
@@ -71,6 +72,9 @@ class DatasetSpec:
     cache_name: str | None = None
     # The teacher used by the ``rewrite`` query variant (human when the dataset has people's rewrites).
     rewrite_teacher: str = "human"
+    # The ir_datasets id whose documents are the full collection, streamed into the corpus when
+    # ``dataset.collection`` is on (ir_datasets downloads it on first use: tens of GB for CAsT).
+    collection: str | None = None
 
     @property
     def folder_name(self) -> str:
@@ -135,34 +139,65 @@ def source_files(name: str, path: str | Path | None = None, cache_dir: str | Pat
 
 
 def load(name: str, path: str | Path | None = None, domains: list[str] | None = None,
-         cache_dir: str | Path | None = None, mirror: str | Path | None = None) -> DatasetTables:
-    """Parse a dataset into canonical tables (downloading its files first when it has some)."""
+         cache_dir: str | Path | None = None, mirror: str | Path | None = None,
+         collection: bool = False) -> DatasetTables:
+    """Parse a dataset into canonical tables (downloading its files first when it has some).
+    ``collection``: stream the registry's full document collection into the corpus as well."""
     spec = get(name)
+    if collection and not spec.collection:
+        raise ConfigError(f"dataset {name!r} names no document collection to stream (dataset.collection)")
     root = download(name, cache_dir, mirror) if spec.files and not path else source_path(name, path, cache_dir)
     if not root.exists():
         raise DataError(root, f"source folder of dataset {name!r} not found")
     tables = spec.loader(root).filter_domains(domains)
+    if collection:
+        tables = _with_collection(tables, spec.collection)
     return DatasetTables(**{n: schemas.validate(n, t, source=root) if t is not None else None
                             for n, t in tables.items()}, corpus_chunks=tables.corpus_chunks)
 
 
-def validation_report(tables: DatasetTables, corpus_ids: set[str] | None = None) -> dict:
-    """Counts and problems of a parsed dataset (kept as validation.json beside the tables)."""
+def _with_collection(tables: DatasetTables, collection: str) -> DatasetTables:
+    """The dataset's own passages (if any) followed by the collection, streamed in chunks."""
+    from . import _irds  # ir_datasets: slow to import, only needed here
+
+    own = tables.corpus
+
+    def chunks() -> Iterator[pa.Table]:
+        if own is not None and own.num_rows:
+            yield own
+        yield from _irds.docs_chunks(collection)
+
+    return DatasetTables(corpus=None, turns=tables.turns, qrels=tables.qrels, rewrites=tables.rewrites,
+                         corpus_chunks=chunks)
+
+
+def validation_report(tables: DatasetTables, corpus_file: Path | None = None) -> dict:
+    """Counts and problems of a parsed dataset (kept as validation.json beside the tables). A
+    streamed corpus is read back from ``corpus_file``, one column and one batch at a time."""
     qrels, turns = tables.qrels, tables.turns
     positive = qrels.filter(pc.greater(qrels["relevance"], 0))
     grades = qrels.group_by("relevance").aggregate([([], "count_all")]).to_pydict()
     teachers = tables.rewrites.group_by("teacher").aggregate([([], "count_all")]).to_pydict()
-    if corpus_ids is None:
-        corpus_ids = set(tables.corpus["doc_id"].to_pylist()) if tables.corpus is not None else set()
     judged = qrels.to_pydict()
-    missing_docs = {d for d in judged["doc_id"] if d not in corpus_ids}
+    judged_ids = set(judged["doc_id"])
+    if tables.corpus is not None:
+        batches = [tables.corpus["doc_id"]]
+    elif corpus_file is not None:
+        batches = (b.column(0) for b in pq.ParquetFile(corpus_file).iter_batches(columns=["doc_id"]))
+    else:
+        batches = []
+    passages, found = 0, set()
+    for ids in batches:
+        passages += len(ids)
+        found |= judged_ids.intersection(ids.to_pylist())
+    missing_docs = judged_ids - found
     turns_missing = {q for q, d in zip(judged["query_id"], judged["doc_id"]) if d in missing_docs}
     empty = [q for q, u in zip(turns["query_id"].to_pylist(), turns["utterance"].to_pylist()) if not u.strip()]
     return {
         "conversations": pc.count_distinct(turns["conversation_id"]).as_py(),
         "turns": turns.num_rows,
         "turns_with_positive": pc.count_distinct(positive["query_id"]).as_py() if positive.num_rows else 0,
-        "passages": len(corpus_ids),
+        "passages": passages,
         "qrels_by_grade": {str(g): c for g, c in sorted(zip(grades["relevance"], grades["count_all"]))},
         "rewrites_by_teacher": dict(zip(teachers["teacher"], teachers["count_all"])),
         "judged_passages_missing_from_corpus": len(missing_docs),
