@@ -229,7 +229,6 @@ def test_topiocqa_dev_shares_the_collection_with_train(topiocqa_www, monkeypatch
     last = next(t for t in turns if t["query_id"] == "102_3")
     assert [m["speaker"] for m in last["history"]] == ["user", "agent", "user", "agent"]
     assert last["history"][2]["text"] == "who wrote the music?"
-    corpus = corpus_of(tables)
     report = streamed_report(tables, tmp_path)
     assert (report["conversations"], report["turns"], report["passages"]) == (2, 6, 10)
     assert report["qrels_by_grade"] == {"1": 6} and report["judged_passages_missing_from_corpus"] == 0

@@ -30,7 +30,7 @@ Decisions:
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 from .. import schemas
@@ -95,14 +95,6 @@ def load_qrecc(root: Path, split: str) -> DatasetTables:
     )
 
 
-def _loader(split: str) -> Callable[[Path], DatasetTables]:
-    def load(root: Path) -> DatasetTables:
-        return load_qrecc(root, split)
-
-    load.__name__ = load.__qualname__ = f"load_qrecc_{split}"
-    return load
-
-
 for _split, _counts in SPLITS.items():
     register(
         DatasetSpec(
@@ -110,7 +102,7 @@ for _split, _counts in SPLITS.items():
             description=f"QReCC {_split}: {_counts} with human rewrites; no passage collection (Apple)",
             source="apple/ml-qrecc dataset/qrecc_data.zip",
             license="CC BY-SA 3.0 Unported",
-            loader=_loader(_split),
+            loader=partial(load_qrecc, split=_split),
             files=(RemoteFile(ARCHIVE, ARCHIVE_URL, md5=ARCHIVE_MD5),),
             cache_name="qrecc",
             rewrite_teacher="human",

@@ -32,7 +32,8 @@ Decisions:
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -144,14 +145,6 @@ def load_topiocqa(root: Path, split: str) -> DatasetTables:
     )
 
 
-def _loader(split: str) -> Callable[[Path], DatasetTables]:
-    def load(root: Path) -> DatasetTables:
-        return load_topiocqa(root, split)
-
-    load.__name__ = load.__qualname__ = f"load_topiocqa_{split}"
-    return load
-
-
 for _split, _counts in SPLITS.items():
     register(
         DatasetSpec(
@@ -159,7 +152,7 @@ for _split, _counts in SPLITS.items():
             description=f"TopiOCQA {_split}: {_counts}; 25.7M Wikipedia passages (McGill-NLP)",
             source="McGill-NLP/topiocqa download_data.py (Zenodo records 7709644 and 6149599)",
             license="CC BY-NC-SA 4.0",
-            loader=_loader(_split),
+            loader=partial(load_topiocqa, split=_split),
             files=(
                 RemoteFile(conversations_file(_split), SPLIT_URL.format(split=_split)),
                 RemoteFile(CORPUS_FILE, CORPUS_URL),
