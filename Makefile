@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/bench_encoder.py $(ARGS)
 	$(BIN)/python benchmarks/bench_index.py $(ARGS)
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf work .cache .prefect

@@ -77,7 +77,8 @@ def markdown(ev: Evaluation, summary: dict, title: str) -> str:
         f"* = differs from {best}", f"* = differs from the best teacher ({best})"),
              "LLM calls: per turn at search time (a `human` teacher needs a person instead: 0 LLM calls, "
              "but not available at search time either). ms/query: encoding + top-k search, one query at a "
-             "time, plus the teacher's measured rewriting time per turn where the rewrite stage timed it.", ""]
+             "time, plus the teacher's rewriting time per turn as the rewrite stage measured it (blank for model "
+             "rewrites made elsewhere, whose time is unknown).", ""]
     student = [n for n, k in summary["kinds"].items() if k == "student"]
     if student and best:
         s, t = ev.scores[student[0]], ev.scores[best]

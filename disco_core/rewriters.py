@@ -145,10 +145,11 @@ class Rewriter(ABC):
 class DatasetRewriter(Rewriter):
     """Rewrites that ship with the dataset (people's, or a dataset's own LLM rewrites)."""
 
-    llm_calls_per_turn = 0
-
     def __init__(self, teacher: str, rewrites: Iterable[dict]):
         self.teacher = teacher
+        # People's rewrites cost no LLM call (but a person); a dataset's model rewrites (MTRAG's
+        # Mixtral, CAsT's automatic ones) stand for one model call per turn at search time.
+        self.llm_calls_per_turn = 0 if teacher == "human" else 1
         self.rows = {r["query_id"]: r for r in rewrites if r["teacher"] == teacher}
         if not self.rows:
             raise RewriterError(f"the dataset has no rewrites from teacher {teacher!r}")

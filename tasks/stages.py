@@ -485,9 +485,10 @@ def report(cfg: Config, ingested: StageResult, indexed: StageResult, queries: St
             rewrites = schemas.read_table("rewrites", r["rewrites"]).to_pydict()
             text_of = dict(zip(rewrites["query_id"], rewrites["text"]))
             ms = latency(base, [text_of[q] for q in qids if q in text_of], cfg.encoder.query_max_length)
-            per_turn = r.info.get("seconds_per_turn")
-            rows.append(R.Row(f"teacher: {name}", run, "teacher", r.info["llm_calls_per_turn"], nnz_of(s["vectors"]),
-                              ms + (1000 * per_turn if per_turn else 0)))
+            per_turn, calls = r.info.get("seconds_per_turn"), r.info["llm_calls_per_turn"]
+            # rewrites made elsewhere by a model: their rewriting time is unknown, so no latency
+            ms = ms + 1000 * per_turn if per_turn else (None if calls else ms)
+            rows.append(R.Row(f"teacher: {name}", run, "teacher", calls, nnz_of(s["vectors"]), ms))
         if len(scored) > 1 and cfg.distill.fusion != "per-teacher":
             targets = schemas.read_table("targets", fused["targets"])
             run = restrict(disco_core.runs.from_table(targets.drop_columns(["source"])))

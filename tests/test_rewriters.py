@@ -186,3 +186,14 @@ def test_endpoint_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("OPENAI_MODEL", "served-model")
     rewriter = make_rewriter(TeacherConfig(name="llm", backend="openai"), "human")
     assert (rewriter.base_url, rewriter.model) == ("http://127.0.0.1:9/v1", "served-model")
+
+
+def test_dataset_rewrites_cost_an_llm_call_unless_people_wrote_them():
+    from disco_core.rewriters import DatasetRewriter
+
+    rows = [{"query_id": "q1", "teacher": "human", "text": "a"}, {"query_id": "q1", "teacher": "mtrag-mixtral", "text": "b"}]
+    assert DatasetRewriter("human", rows).llm_calls_per_turn == 0
+    assert DatasetRewriter("mtrag-mixtral", rows).llm_calls_per_turn == 1
+    got = []
+    DatasetRewriter("mtrag-mixtral", rows).rewrite([{"query_id": "q1"}, {"query_id": "q2"}], got.append)
+    assert got == [{"query_id": "q1", "text": "b", "status": "ok"}]
