@@ -127,6 +127,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.student.model.parameters(), lr=settings.learning_rate)
         self.step = 0
         self.history: list[dict] = []
+        self.resumed_epochs = 0  # complete epochs taken from a checkpoint by the last train()
 
     # -------------------------------------------------------------- one step
     def document_vectors(self, positions: np.ndarray) -> torch.Tensor:
@@ -175,7 +176,7 @@ class Trainer:
         if len(examples) < 2:
             raise ValueError(f"{len(examples)} training example(s): need at least 2 (in-batch negatives)")
         s = self.settings
-        start_epoch = self.resume()
+        start_epoch = self.resumed_epochs = self.resume()
         self.student.model.train()
         for epoch in range(start_epoch, s.epochs):
             rng = np.random.default_rng([s.seed, epoch, 1])

@@ -382,6 +382,7 @@ class RewriteJournal:
         done: dict[str, Row] = {}
         if not self.path.exists():
             return done
+        self._drop_torn_tail()
         with self.path.open("r", encoding="utf-8") as handle:
             for line in handle:
                 try:
@@ -390,6 +391,29 @@ class RewriteJournal:
                     continue  # a torn write from a kill
                 done[row["query_id"]] = row
         return done
+
+    def _drop_torn_tail(self) -> None:
+        """Cut a torn last line (no newline: a kill mid-write), so the next append starts a line."""
+        with self.path.open("rb+") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if not size:
+                return
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return
+            keep = size
+            while keep > 0:  # back to the last newline, a block at a time
+                start = max(0, keep - 65536)
+                handle.seek(start)
+                block = handle.read(keep - start)
+                cut = block.rfind(b"\n")
+                if cut >= 0:
+                    keep = start + cut + 1
+                    break
+                keep = start
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def append(self, row: Row) -> None:
         with self.path.open("a", encoding="utf-8") as handle:
@@ -402,13 +426,20 @@ class RewriteJournal:
 
 
 def run_rewriter(rewriter: Rewriter, turns: Sequence[dict], journal: RewriteJournal) -> list[Row]:
-    """Rewrite the turns the journal lacks, journaling each as it arrives; return all rows."""
+    """Rewrite the turns the journal lacks, journaling each as it arrives; return all rows.
+
+    Each journaled row keeps ``seconds``, the wall time since the previous arrival, so the rewriting
+    time per turn (at the backend's batch size or concurrency) survives a resume."""
     done = journal.load()
     todo = [t for t in turns if t["query_id"] not in done]
     lock = threading.Lock()
+    last = [time.perf_counter()]
 
     def keep(row: Row) -> None:
         with lock:
+            now = time.perf_counter()
+            row = {**row, "seconds": round(now - last[0], 6)}
+            last[0] = now
             journal.append(row)
             done[row["query_id"]] = row
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ from disco_core import datasets, schemas  # noqa: E402
 from disco_core.config import Config  # noqa: E402
 from disco_core.io import write_json_atomic, write_text_atomic  # noqa: E402
 
-from .cache import StageResult, run_stage  # noqa: E402
+from .cache import StageResult, fingerprint, run_stage  # noqa: E402
 
 STAGES = ("download", "ingest", "encode_corpus", "index", "encode_queries", "retrieve", "evaluate",
           "rewrite", "score_teachers", "fuse", "train", "report")
@@ -308,10 +309,8 @@ def rewrite(cfg: Config, ingested: StageResult, teacher_index: int, force: bool 
                                                       device=cfg.encoder.device)
         journal = disco_core.rewriters.RewriteJournal(folder / f"journal-{settings_hash}.jsonl")
         before = len(journal.load())
-        start = time.perf_counter()
         rows = disco_core.rewriters.run_rewriter(rewriter, turns, journal)
-        generated = len(rows) - before
-        seconds = time.perf_counter() - start
+        timed = [r["seconds"] for r in rows if r.get("seconds") is not None]
         table = schemas.to_table("rewrites", [{**r, "teacher": name, "model": rewriter.model,
                                                "prompt_hash": rewriter.prompt_hash} for r in rows])
         schemas.write_table("rewrites", table, outputs["rewrites"])
@@ -319,7 +318,8 @@ def rewrite(cfg: Config, ingested: StageResult, teacher_index: int, force: bool 
         logger.info("rewrite %s: %d turns (%d resumed from the journal), statuses %s", name, len(rows), before, statuses)
         return {"teacher": name, "turns": len(rows), "resumed": before, "status": statuses,
                 "llm_calls_per_turn": rewriter.llm_calls_per_turn,
-                "seconds_per_turn": seconds / generated if generated and rewriter.llm_calls_per_turn else None}
+                # wall time per turn over every session that wrote the journal
+                "seconds_per_turn": sum(timed) / len(timed) if timed and rewriter.llm_calls_per_turn else None}
 
     inputs = [ingested["turns"], ingested["rewrites"]] + ([Path(teacher.path)] if teacher.path else [])
     return run_stage(f"rewrite[{name}]", folder, inputs, settings, [rewrite.fn, disco_core.rewriters],
@@ -395,6 +395,7 @@ def train_student(cfg: Config, ingested: StageResult, encoded: StageResult, fuse
     outputs = {"model": folder / "model", "log": folder / "train_log.json"}
     settings = {"train": cfg.train.model_dump(), "model": cfg.encoder.model, "answers": cfg.conversation.answers,
                 "split": [cfg.distill.test_fraction, cfg.distill.split_seed]}
+    inputs = [ingested["turns"], ingested["qrels"], encoded["doc_vectors"], fused["targets"]]
 
     def build():
         turns = schemas.read_table("turns", ingested["turns"]).to_pylist()
@@ -408,8 +409,14 @@ def train_student(cfg: Config, ingested: StageResult, encoded: StageResult, fuse
             targets.setdefault(key, ([], []))[0].append(did)
             targets[key][1].append(score)
         qrels = disco_core.evaluation.qrels_dict(schemas.read_table("qrels", ingested["qrels"]))
-        trainer = disco_core.distill.Trainer(cfg.encoder.model, cfg.train, doc_matrix,
-                                             folder / f"run-{disco_core.io.short_hash(settings)}", device=cfg.encoder.device)
+        # Checkpoints resume the same run only (same settings, same input files: a killed run).
+        # Other inputs or --force start from scratch; earlier runs' checkpoints are removed.
+        run_dir = folder / f"run-{disco_core.io.short_hash([settings, [fingerprint(p) for p in inputs]])}"
+        for old in folder.glob("run-*"):
+            if force or old != run_dir:
+                shutil.rmtree(old)
+        trainer = disco_core.distill.Trainer(cfg.encoder.model, cfg.train, doc_matrix, run_dir,
+                                             device=cfg.encoder.device)
         texts = student_inputs(cfg, train_turns, trainer.student.tokenizer)
         position = {d: i for i, d in enumerate(doc_ids)}
         if cfg.distill.fusion == "per-teacher":
@@ -425,10 +432,10 @@ def train_student(cfg: Config, ingested: StageResult, encoded: StageResult, fuse
         history = trainer.train(examples, progress=lambda r: logger.info("train: %s", r))
         trainer.save_final(outputs["model"])
         write_json_atomic(outputs["log"], history)
-        return {"examples": len(examples), "steps": trainer.step, "held_out_conversations": len(test),
+        return {"examples": len(examples), "steps": trainer.step, "resumed_epochs": trainer.resumed_epochs,
+                "held_out_conversations": len(test),
                 "final": history[-1] if history else {}}
 
-    inputs = [ingested["turns"], ingested["qrels"], encoded["doc_vectors"], fused["targets"]]
     return run_stage("train", folder, inputs, settings, [train_student.fn, disco_core.distill,
                      disco_core.conversation, disco_core.encoder], outputs, build, logger, force)
 

@@ -151,6 +151,7 @@ def test_training_resumes_after_a_kill(tiny_task, tmp_path):
     second = Trainer("splade-tiny", settings(), doc_matrix, tmp_path / "resumed")
     resumed = second.train(examples)
     assert second.step == 6 and [h["step"] for h in resumed] == [1, 2, 3, 4, 5, 6]
+    assert first.resumed_epochs == 0 and second.resumed_epochs == 1
     for a, b in zip(straight.student.model.parameters(), second.student.model.parameters()):
         torch.testing.assert_close(a, b)
     assert (tmp_path / "resumed" / "checkpoints" / "epoch-2" / "trainer_state.pt").exists()

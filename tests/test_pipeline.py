@@ -62,7 +62,11 @@ def test_first_run_second_run_and_invalidation(run):
     (run.work / "encode_corpus" / "doc_vectors.npz").unlink()
     assert run()[0] == {"encode_corpus", "index", "retrieve", "evaluate"} | SCORED | {"fuse", "train", "report"}
     shutil.rmtree(run.work / "index")
-    assert run()[0] == {"index", "retrieve", "evaluate"} | SCORED | {"fuse", "train", "report"}
+    ran, summary = run()
+    assert ran == {"index", "retrieve", "evaluate"} | SCORED | {"fuse", "train", "report"}
+    # new inputs train from scratch (the finished run's checkpoints are not resumed, and are gone)
+    assert summary["train"]["info"]["resumed_epochs"] == 0 and summary["train"]["info"]["steps"] > 0
+    assert len(list((run.work / "train").glob("run-*"))) == 1
 
     # a stage setting reruns that stage and what follows it
     assert run("retrieval.k=100")[0] == {"retrieve", "evaluate", "report"}
@@ -86,6 +90,9 @@ def test_single_stage_flow_and_force(run):
     ran, summary = run(flow="index")
     assert set(summary) == {"ingest", "encode_corpus", "index"}
     assert run(flow="index", force=["index"])[0] == {"index"}
+    # a forced training trains again from scratch, although a finished run's checkpoints exist
+    ran, summary = run(flow="train", force=["train"])
+    assert ran == {"train"} and summary["train"]["info"]["resumed_epochs"] == 0
 
 
 def test_bad_source_fails_with_file_and_line_and_keeps_finished_work(run, tmp_path):

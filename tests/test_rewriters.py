@@ -43,6 +43,7 @@ def test_journal_survives_a_torn_line_and_resumes(tmp_path):
     with journal.path.open("a") as f:
         f.write('{"query_id": "c_2", "te')  # killed mid-write
     assert list(journal.load()) == ["c_1"]
+    assert journal.path.read_text().endswith("\n")  # the torn tail is cut: the next row starts a line
 
     class Counting(FileRewriter):
         def __init__(self):
@@ -56,6 +57,9 @@ def test_journal_survives_a_torn_line_and_resumes(tmp_path):
     rewriter = Counting()
     rows = run_rewriter(rewriter, TURNS[:3], journal)
     assert rewriter.seen == ["c_2", "c_3"] and [r["query_id"] for r in rows] == ["c_1", "c_2", "c_3"]
+    # each new row is journaled with its wall time, so the time per turn survives a resume
+    assert "seconds" not in rows[0] and all(r["seconds"] >= 0 for r in rows[1:])
+    assert [r.get("seconds") is not None for r in journal.load().values()] == [False, True, True]
 
 
 # ------------------------------------------------------------------ OpenAI-compatible endpoint
