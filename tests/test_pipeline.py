@@ -91,6 +91,7 @@ def test_single_stage_flow_and_force(run):
     assert set(summary) == {"ingest", "encode_corpus", "index"}
     assert run(flow="index", force=["index"])[0] == {"index"}
     # a forced training trains again from scratch, although a finished run's checkpoints exist
+    run(flow="train")  # what the forced index changed downstream
     ran, summary = run(flow="train", force=["train"])
     assert ran == {"train"} and summary["train"]["info"]["resumed_epochs"] == 0
 
