@@ -98,7 +98,7 @@ YEARS: dict[int, CastYear] = {
                        md5="362283885194feefcab8441d2bb24f7c"),
             RemoteFile("2019/2019qrels.txt", f"{_NIST}/2019qrels.txt", md5="aab238105020c4cd55fae60dedfa9f1e"),
             "TREC CAsT 2019 evaluation: 479 turns, graded passage qrels, organisers' resolved rewrites "
-            "(collection MS MARCO passages + TREC CAR not downloaded)",
+            "(collection MS MARCO passages + TREC CAR: dataset.collection=true streams it via ir_datasets)",
             {"number": int, "raw_utterance": str},
             {},
             resolved=RemoteFile("2019/evaluation_topics_annotated_resolved_v1.0.tsv",
@@ -111,7 +111,7 @@ YEARS: dict[int, CastYear] = {
                        f"{_GITHUB}/2020/2020_manual_evaluation_topics_v1.0.json", md5="98ae2be2c82e294895a83e76b4133e19"),
             RemoteFile("2020/2020qrels.txt", f"{_NIST}/2020qrels.txt", md5="de6a8406217945bdbf1da304214ef60c"),
             "TREC CAsT 2020 manual evaluation topics: 216 turns, graded passage qrels, manual and automatic "
-            "rewrites (collection MS MARCO passages + TREC CAR not downloaded)",
+            "rewrites (collection MS MARCO passages + TREC CAR: dataset.collection=true streams it via ir_datasets)",
             {"number": int, "raw_utterance": str, "manual_rewritten_utterance": str,
              "automatic_rewritten_utterance": str, "manual_canonical_result_id": str},
             {},
