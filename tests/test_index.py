@@ -44,6 +44,11 @@ def test_queries_without_overlap_and_k_above_corpus_size():
     queries = sp.csr_matrix(np.array([[0, 0, 5], [1, 1, 0]], dtype=np.float32))
     index = InvertedIndex.build(docs, ["a", "b"])
     assert index.search_ids(queries, ["q1", "q2"], k=1000) == {"q1": [], "q2": [("b", 2.0), ("a", 1.0)]}
+    # k=0 (and an empty index) return empty result rows, never touch the kernel's empty heap
+    docs0, scores0 = index.search(queries, k=0)
+    assert docs0.shape == scores0.shape == (2, 0)
+    empty = InvertedIndex.build(sp.csr_matrix((0, 3), dtype=np.float32), [])
+    assert empty.search_ids(queries, ["q1", "q2"], k=10) == {"q1": [], "q2": []}
 
 
 def test_save_and_load(tmp_path):
