@@ -44,10 +44,7 @@ def examples_and_corpus(encoder: SpladeEncoder, doc_max_length: int):
     human = t.rewrites.filter(pc.equal(t.rewrites["teacher"], "human")).to_pydict()
     queries = encoder.encode(human["text"])
     scores = teachers.teacher_scores(index, queries, human["query_id"], "human", k=1000)
-    targets = {}
-    for q, d, s in zip(*(scores[c].to_pylist() for c in ("query_id", "doc_id", "score"))):
-        targets.setdefault(q, ([], []))[0].append(d)
-        targets[q][1].append(s)
+    targets = teachers.target_lists(scores, source="teacher")
     turns = t.turns.to_pylist()
     texts = ConversationFormatter(encoder.tokenizer, 256).format_many(turns)
     position = {d: i for i, d in enumerate(corpus["doc_id"])}

@@ -32,7 +32,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from .config import TrainConfig  # noqa: E402
-from .encoder import SpladeEncoder, splade_forward  # noqa: E402
+from .encoder import SpladeEncoder  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +46,21 @@ class Example:
     scores: np.ndarray  # teacher scores, same order
 
 
-def build_examples(query_ids: Sequence[str], texts: Sequence[str], targets: dict[str, tuple[list[str], list[float]]],
+def build_examples(query_ids: Sequence[str], texts: Sequence[str],
+                   targets: dict[str, list[tuple[list[str], list[float]]]],
                    qrels: dict[str, dict[str, int]], doc_position: dict[str, int]) -> list[Example]:
-    """One example per turn that has a relevant document in the corpus and teacher targets.
+    """One example per target list of each turn that has a relevant document in the corpus.
 
-    ``targets``: ``{query_id: (doc ids by rank, scores)}`` for one target source."""
+    ``targets``: ``{query_id: [(doc ids by rank, scores), ...]}``, one list per target source (one
+    for fused targets, one per teacher without fusion: see :func:`disco_core.teachers.target_lists`)."""
     out = []
     for qid, text in zip(query_ids, texts):
         positives = [doc_position[d] for d, rel in qrels.get(qid, {}).items() if rel > 0 and d in doc_position]
-        if not positives or qid not in targets:
+        if not positives:
             continue
-        docs, scores = targets[qid]
-        out.append(Example(qid, text, np.asarray(sorted(positives)), np.asarray([doc_position[d] for d in docs]),
-                           np.asarray(scores, dtype=np.float32)))
+        for docs, scores in targets.get(qid, ()):
+            out.append(Example(qid, text, np.asarray(sorted(positives)), np.asarray([doc_position[d] for d in docs]),
+                               np.asarray(scores, dtype=np.float32)))
     return out
 
 
@@ -111,7 +113,7 @@ class Trainer:
 
     def __init__(self, model: str, settings: TrainConfig, doc_matrix: sp.csr_matrix, out_dir: str | Path,
                  device: str = "cpu", doc_source: str = "cached", doc_texts: Sequence[str] | None = None,
-                 doc_encoder: SpladeEncoder | None = None, doc_max_length: int = 256):
+                 doc_max_length: int = 256):
         self.settings, self.device = settings, torch.device(device)
         self.out_dir = Path(out_dir)
         self.student = SpladeEncoder(model, max_length=settings.max_length, device=device)
@@ -122,7 +124,7 @@ class Trainer:
         if doc_source == "encode":
             if doc_texts is None:
                 raise ValueError("doc_source='encode' needs doc_texts")
-            self.doc_encoder = doc_encoder or SpladeEncoder(model, max_length=doc_max_length, device=device)
+            self.doc_encoder = SpladeEncoder(model, max_length=doc_max_length, device=device)
         torch.manual_seed(settings.seed)
         self.optimizer = torch.optim.AdamW(self.student.model.parameters(), lr=settings.learning_rate)
         self.step = 0
@@ -133,26 +135,28 @@ class Trainer:
     def document_vectors(self, positions: np.ndarray) -> torch.Tensor:
         if self.doc_source == "cached":
             return _to_torch_sparse(self.doc_matrix[positions])
-        # the baseline: a forward pass of the frozen document encoder for every candidate
-        with torch.inference_mode():
-            enc = self.doc_encoder
-            ids, mask, lengths = enc.tokenize([self.doc_texts[i] for i in positions], self.doc_max_length)
-            dense = splade_forward(enc.model, enc._split, ids, mask, lengths)
-        return dense.clone().to_sparse()
+        # the baseline: the frozen document encoder run on every candidate (the same code, in
+        # the same token-budgeted batches, that built the corpus matrix)
+        return _to_torch_sparse(self.doc_encoder.encode([self.doc_texts[i] for i in positions]))
 
     def batch_loss(self, batch: list[Example], rng: np.random.Generator) -> dict:
         s = self.settings
         sampled = [sample_candidates(ex, rng, s.negatives, tuple(s.negative_ranks)) for ex in batch]
         positions = np.concatenate([d for d, _ in sampled])
         teacher = torch.from_numpy(np.stack([t for _, t in sampled])).to(self.device)
-        ids, mask, lengths = self.student.tokenize([ex.text for ex in batch], s.max_length)
-        queries = splade_forward(self.student.model, self.student._split, ids, mask, lengths)  # (B, V)
+        queries = self.student.forward([ex.text for ex in batch], s.max_length)  # (B, V)
         docs = self.document_vectors(positions).to(self.device)  # (B * C, V), sparse
         all_scores = torch.sparse.mm(docs, queries.T)  # (B * C, B): every candidate vs every query
         n, c = len(batch), s.negatives + 1
         per_query = all_scores.view(n, c, n)
         student = per_query.diagonal(dim1=0, dim2=2).T  # (B, C): own candidates
         in_batch = per_query[:, 0, :].T  # (B queries, B positives)
+        # Without fusion a turn has one example per teacher: another example of the same turn is
+        # not a negative of this one (its positive may be the very same document).
+        same = np.array([[a.query_id == b.query_id for b in batch] for a in batch])
+        np.fill_diagonal(same, False)
+        if same.any():
+            in_batch = in_batch.masked_fill(torch.from_numpy(same).to(self.device), float("-inf"))
         out = distillation_loss(student, teacher, in_batch, s.kl_weight, s.ce_weight, s.temperature)
         ramp = min(1.0, (self.step / s.reg_warmup_steps) ** 2) if s.reg_warmup_steps else 1.0
         if s.flops_weight:

@@ -129,6 +129,10 @@ class SpladeEncoder:
     def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, lengths: list[int]) -> torch.Tensor:
         return splade_forward(self.model, self._split, input_ids, mask, lengths)
 
+    def forward(self, texts: Sequence[str], max_length: int | None = None) -> torch.Tensor:
+        """``(batch, vocab)`` SPLADE weights of one batch, with gradients (the trainer's student)."""
+        return self._forward(*self.tokenize(texts, max_length))
+
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """Padded ``(input_ids, attention_mask, lengths)`` for one batch (training uses this)."""
         enc = self.tokenizer(list(texts), truncation=True, max_length=max_length or self.max_length,

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from .errors import DataError, DiscoError
-from .io import read_jsonl, read_tsv
+from .io import read_jsonl, read_tsv, short_hash
 
 SYSTEM_PROMPT = (
     "You rewrite the last question of a conversation so that it can be understood on its own. "
@@ -123,7 +123,7 @@ def clean_rewrite(raw: str, utterance: str) -> tuple[str, str]:
 
 def prompt_hash(**generation: object) -> str:
     payload = {"system": SYSTEM_PROMPT, "few_shot": FEW_SHOT, "version": PROMPT_VERSION, **generation}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return short_hash(payload)
 
 
 class Rewriter(ABC):
@@ -133,9 +133,13 @@ class Rewriter(ABC):
     model: str | None = None
     prompt_hash: str | None = None
     llm_calls_per_turn: int = 1
+    generates = True  # writes its rewrites now (worth journaling), rather than reading them
 
     @abstractmethod
     def rewrite(self, turns: Sequence[dict], on_result: Callable[[Row], None]) -> None: ...
+
+    def prepare(self) -> None:
+        """Load what the first rewrite needs (kept out of the measured rewriting time)."""
 
     def settings(self) -> dict:
         """What identifies this teacher's outputs (for cache keys)."""
@@ -144,6 +148,8 @@ class Rewriter(ABC):
 
 class DatasetRewriter(Rewriter):
     """Rewrites that ship with the dataset (people's, or a dataset's own LLM rewrites)."""
+
+    generates = False
 
     def __init__(self, teacher: str, rewrites: Iterable[dict]):
         self.teacher = teacher
@@ -164,6 +170,8 @@ class DatasetRewriter(Rewriter):
 
 class FileRewriter(Rewriter):
     """Rewrites made elsewhere: TSV (``query_id<TAB>text``) or JSONL (``{"query_id"|"_id"|"id", "text"}``)."""
+
+    generates = False
 
     def __init__(self, teacher: str, path: str | Path, model: str | None = None):
         self.teacher, self.path, self.model = teacher, Path(path), model
@@ -235,14 +243,16 @@ class HFRewriter(Rewriter):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path, gguf = self._source()
+        lm = tokenizer = None
         if gguf:
             gguf_path = Path(path) / gguf
             if not gguf_path.exists():
                 raise RewriterError(f"{gguf_path}: GGUF file not found")
             stat = gguf_path.stat()
-            key = hashlib.sha256(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+            key = short_hash([str(gguf_path.resolve()), stat.st_size, stat.st_mtime_ns])
             cached = self.cache_dir / f"{gguf_path.stem}-{key}"
             if not (cached / "config.json").exists():
+                # first use: dequantize and cache (later runs load the safetensors below)
                 tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf)
                 lm = AutoModelForCausalLM.from_pretrained(path, gguf_file=gguf)
                 # The weights are already dequantized to float; drop the GGUF "quantizer" marker,
@@ -256,17 +266,21 @@ class HFRewriter(Rewriter):
                 tokenizer.save_pretrained(tmp)
                 os.replace(tmp, cached)
             path = str(cached)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            lm = AutoModelForCausalLM.from_pretrained(path)
-        except OSError as exc:
-            raise RewriterError(f"cannot load causal LM {self.model!r}: {exc}") from None
+        if lm is None:  # not just dequantized: load the cached (or plain Hugging Face) checkpoint
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(path)
+                lm = AutoModelForCausalLM.from_pretrained(path)
+            except OSError as exc:
+                raise RewriterError(f"cannot load causal LM {self.model!r}: {exc}") from None
         tokenizer.padding_side = "left"  # decoder-only: pad on the left so generation continues the text
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         lm.eval().to(self.device)
         self._lm = (lm, tokenizer)
         return self._lm
+
+    def prepare(self) -> None:
+        self.load()
 
     def prompts(self, turns: Sequence[dict]) -> list[str]:
         _, tokenizer = self.load()
@@ -425,26 +439,32 @@ class RewriteJournal:
         self.path.unlink(missing_ok=True)
 
 
-def run_rewriter(rewriter: Rewriter, turns: Sequence[dict], journal: RewriteJournal) -> list[Row]:
+def run_rewriter(rewriter: Rewriter, turns: Sequence[dict], journal: RewriteJournal | None = None) -> list[Row]:
     """Rewrite the turns the journal lacks, journaling each as it arrives; return all rows.
 
-    Each journaled row keeps ``seconds``, the wall time since the previous arrival, so the rewriting
-    time per turn (at the backend's batch size or concurrency) survives a resume."""
-    done = journal.load()
+    A journaled row counts for its turn only while the turn reads the same (``input``: a hash of
+    the utterance and history); each keeps ``seconds``, the wall time since the previous arrival
+    (model loading excluded), so the time per turn survives a resume. Without a journal (rewrites
+    read, not written: dataset and file teachers) the rows are just collected."""
+    inputs = {t["query_id"]: short_hash([t["utterance"], t["history"]]) for t in turns}
+    done = {q: r for q, r in (journal.load() if journal else {}).items() if r.get("input") == inputs.get(q)}
     todo = [t for t in turns if t["query_id"] not in done]
+    if not todo:
+        return [done[t["query_id"]] for t in turns]
     lock = threading.Lock()
+    rewriter.prepare()
     last = [time.perf_counter()]
 
     def keep(row: Row) -> None:
         with lock:
             now = time.perf_counter()
-            row = {**row, "seconds": round(now - last[0], 6)}
+            row = {**row, "input": inputs[row["query_id"]], "seconds": round(now - last[0], 6)}
             last[0] = now
-            journal.append(row)
+            if journal:
+                journal.append(row)
             done[row["query_id"]] = row
 
-    if todo:
-        rewriter.rewrite(todo, keep)
+    rewriter.rewrite(todo, keep)
     return [done[t["query_id"]] for t in turns if t["query_id"] in done]
 
 

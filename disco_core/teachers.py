@@ -68,3 +68,18 @@ def fuse(scores: pa.Table, vectors: dict[str, tuple[sp.csr_matrix, list[str]]],
         out["rank"] += list(range(1, len(order) + 1))
         out["score"] += fused[order].astype(np.float32).tolist()
     return schemas.to_table("targets", out)
+
+
+def target_lists(table: pa.Table, source: str = "source") -> dict[str, list[tuple[list[str], list[float]]]]:
+    """A ``targets`` (or ``teacher_scores``, ``source="teacher"``) table as the trainer reads it:
+    per query, one ``(doc ids by rank, scores)`` list per source, sources in name order."""
+    table = table.sort_by([("query_id", "ascending"), (source, "ascending"), ("rank", "ascending")])
+    lists: dict[tuple[str, str], tuple[list[str], list[float]]] = {}
+    for qid, src, did, score in zip(*(table[c].to_pylist() for c in ("query_id", source, "doc_id", "score"))):
+        docs, scores = lists.setdefault((qid, src), ([], []))
+        docs.append(did)
+        scores.append(score)
+    out: dict[str, list[tuple[list[str], list[float]]]] = {}
+    for (qid, _), pair in lists.items():
+        out.setdefault(qid, []).append(pair)
+    return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,8 @@ def fingerprint(path: Path) -> list:
 
 
 def code_hash(objects: Iterable[object]) -> str:
-    """Hash the source of functions and modules (a package: its ``__init__`` only, so adding a
-    dataset module does not invalidate the stages of the others; list submodules explicitly)."""
+    """Hash the source of functions and modules (a package: its ``__init__`` only; list the
+    submodules a stage uses explicitly)."""
     digest = hashlib.sha256()
     for obj in objects:
         digest.update(inspect.getsource(obj).encode())
@@ -63,14 +64,15 @@ class StageResult:
 
     @property
     def files(self) -> list[Path]:
-        files: list[Path] = []
-        for path in self.outputs.values():
-            files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        return files
+        return output_files(self.outputs)
 
 
-def _output_files(outputs: dict[str, Path]) -> list[Path]:
-    return StageResult("", Path(), outputs, False, "").files
+def output_files(outputs: dict[str, Path]) -> list[Path]:
+    """Every file of the outputs (an output folder: the files under it)."""
+    files: list[Path] = []
+    for path in outputs.values():
+        files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return files
 
 
 def lookup(folder: Path, key: str, outputs: dict[str, Path]) -> dict | None:
@@ -98,7 +100,7 @@ def record(folder: Path, key: str, outputs: dict[str, Path], info: dict) -> None
     # outputs inside the stage folder are recorded relative to it, others (a shared download
     # cache) by their absolute path; ``folder / name`` gives both back
     files = {str(p.relative_to(folder)) if p.is_relative_to(folder) else str(p): fingerprint(p)
-             for p in _output_files(outputs)}
+             for p in output_files(outputs)}
     write_json_atomic(folder / MANIFEST, {"key": key, "files": files, "info": info})
 
 
@@ -108,8 +110,6 @@ def run_stage(stage: str, folder: Path, inputs: Iterable[Path], settings: dict, 
 
     ``build()`` writes every path of ``outputs`` (atomically) and returns a JSON-able info dict.
     """
-    import time
-
     folder.mkdir(parents=True, exist_ok=True)
     key = stage_key(stage, inputs, settings, code_hash(code))
     manifest = None if force else lookup(folder, key, outputs)

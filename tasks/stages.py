@@ -64,9 +64,19 @@ def slug(variant: str) -> str:
     return variant.replace(":", "-").replace("/", "_")
 
 
+def dataset_teacher(cfg: Config) -> str:
+    """The teacher of the dataset's own rewrites (``human``, or e.g. ``mtrag-mixtral``)."""
+    return datasets.get(cfg.dataset.name).rewrite_teacher
+
+
 def resolved_variants(cfg: Config) -> list[str]:
-    teacher = datasets.get(cfg.dataset.name).rewrite_teacher
-    return [disco_core.queries.resolve_variant(v, teacher) for v in cfg.evaluation.variants]
+    return [disco_core.queries.resolve_variant(v, dataset_teacher(cfg)) for v in cfg.evaluation.variants]
+
+
+def publish(cfg: Config, kind: str, markdown_file: Path, description: str) -> None:
+    """The stage's Markdown as a Prefect artifact, keyed per dataset (also on a cache hit)."""
+    key = re.sub(r"[^a-z0-9-]+", "-", f"disco-{kind}-{dataset_folder(cfg).name}".lower())
+    create_markdown_artifact(key=key, markdown=markdown_file.read_text(), description=description)
 
 
 def _encoder(cfg: Config, max_length: int):
@@ -267,18 +277,11 @@ def evaluate(cfg: Config, ingested: StageResult, encoded: StageResult, queries: 
                 "max_p": cfg.evaluation.max_p}
     result = run_stage("evaluate", folder, inputs, settings, [evaluate.fn, disco_core.evaluation],
                        outputs, build, logger, force)
-    table = outputs["table"].read_text()
-    artifact_key = re.sub(r"[^a-z0-9-]+", "-", f"disco-metrics-{dataset_folder(cfg).name}".lower())
-    create_markdown_artifact(key=artifact_key, markdown=table,
-                             description="disco retrieval metrics")
+    publish(cfg, "metrics", outputs["table"], "disco retrieval metrics")
     return result
 
 
 # ---------------------------------------------------------------------------- distillation
-def dataset_teacher(cfg: Config) -> str:
-    return datasets.get(cfg.dataset.name).rewrite_teacher
-
-
 def teacher_names(cfg: Config) -> list[str]:
     names = [disco_core.rewriters.teacher_name(t, dataset_teacher(cfg)) for t in cfg.teachers]
     if len(set(names)) != len(names):
@@ -300,15 +303,21 @@ def rewrite(cfg: Config, ingested: StageResult, teacher_index: int, force: bool 
     folder = stage_folder(cfg, "rewrite") / slug(name)
     outputs = {"rewrites": folder / "rewrites.parquet"}
     settings = {k: getattr(teacher, k) for k in _TEACHER_OUTPUT_SETTINGS}
-    settings_hash = disco_core.io.short_hash(settings)
 
     def build():
         turns = schemas.read_table("turns", ingested["turns"]).to_pylist()
         dataset_rows = schemas.read_table("rewrites", ingested["rewrites"]).to_pylist()
         rewriter = disco_core.rewriters.make_rewriter(teacher, dataset_teacher(cfg), dataset_rows,
                                                       device=cfg.encoder.device)
-        journal = disco_core.rewriters.RewriteJournal(folder / f"journal-{settings_hash}.jsonl")
-        before = len(journal.load())
+        journal, before = None, 0
+        if rewriter.generates:
+            # one journal per model and prompt: another prompt never reuses these rewrites; a
+            # forced rewrite starts it over
+            journal = disco_core.rewriters.RewriteJournal(
+                folder / f"journal-{disco_core.io.short_hash([settings, rewriter.settings()])}.jsonl")
+            if force:
+                journal.reset()
+            before = len(journal.load())
         rows = disco_core.rewriters.run_rewriter(rewriter, turns, journal)
         timed = [r["seconds"] for r in rows if r.get("seconds") is not None]
         table = schemas.to_table("rewrites", [{**r, "teacher": name, "model": rewriter.model,
@@ -402,12 +411,7 @@ def train_student(cfg: Config, ingested: StageResult, encoded: StageResult, fuse
         test = held_out(cfg, turns)
         train_turns = [t for t in turns if t["conversation_id"] not in test]
         doc_matrix, doc_ids = disco_core.vectors.load_vectors(encoded["doc_vectors"])
-        targets = {}
-        cols = schemas.read_table("targets", fused["targets"]).sort_by([("query_id", "ascending"), ("rank", "ascending")])
-        for qid, source, did, score in zip(*(cols[c].to_pylist() for c in ("query_id", "source", "doc_id", "score"))):
-            key = qid if cfg.distill.fusion != "per-teacher" else (qid, source)
-            targets.setdefault(key, ([], []))[0].append(did)
-            targets[key][1].append(score)
+        targets = disco_core.teachers.target_lists(schemas.read_table("targets", fused["targets"]))
         qrels = disco_core.evaluation.qrels_dict(schemas.read_table("qrels", ingested["qrels"]))
         # Checkpoints resume the same run only (same settings, same input files: a killed run).
         # Other inputs or --force start from scratch; earlier runs' checkpoints are removed.
@@ -419,14 +423,8 @@ def train_student(cfg: Config, ingested: StageResult, encoded: StageResult, fuse
                                              device=cfg.encoder.device)
         texts = student_inputs(cfg, train_turns, trainer.student.tokenizer)
         position = {d: i for i, d in enumerate(doc_ids)}
-        if cfg.distill.fusion == "per-teacher":
-            keys = [k for k in targets if k[0] in {t["query_id"] for t in train_turns}]
-            text_of = {t["query_id"]: x for t, x in zip(train_turns, texts)}
-            examples = disco_core.distill.build_examples([k[0] for k in keys], [text_of[k[0]] for k in keys],
-                                                         {k[0]: targets[k] for k in keys}, qrels, position)
-        else:
-            examples = disco_core.distill.build_examples([t["query_id"] for t in train_turns], texts, targets,
-                                                         qrels, position)
+        examples = disco_core.distill.build_examples([t["query_id"] for t in train_turns], texts, targets,
+                                                     qrels, position)
         logger.info("train: %d examples from %d training turns (%d conversations held out)",
                     len(examples), len(train_turns), len(test))
         history = trainer.train(examples, progress=lambda r: logger.info("train: %s", r))
@@ -436,7 +434,7 @@ def train_student(cfg: Config, ingested: StageResult, encoded: StageResult, fuse
                 "held_out_conversations": len(test),
                 "final": history[-1] if history else {}}
 
-    return run_stage("train", folder, inputs, settings, [train_student.fn, disco_core.distill,
+    return run_stage("train", folder, inputs, settings, [train_student.fn, disco_core.distill, disco_core.teachers,
                      disco_core.conversation, disco_core.encoder], outputs, build, logger, force)
 
 
@@ -515,12 +513,13 @@ def report(cfg: Config, ingested: StageResult, indexed: StageResult, queries: St
         logger.info("report:\n%s", text)
         return {"scores": ev.scores, "best_teacher": summary["best_teacher"]}
 
-    inputs = [ingested["qrels"], trained["log"], *queries.files, *retrieved.files, fused["targets"],
-              *(f for s in scored for f in s.files)]
+    # everything build() reads (the student model too, not only its training log)
+    inputs = [ingested["turns"], ingested["qrels"], *indexed.files, *queries.files, *retrieved.files,
+              *(f for r in rewritten for f in r.files), *(f for s in scored for f in s.files),
+              fused["targets"], *trained.files]
     settings = {"metrics": cfg.evaluation.metrics, "k": cfg.retrieval.k, "stat_test": cfg.evaluation.stat_test,
                 "max_p": cfg.evaluation.max_p, "split": [cfg.distill.test_fraction, cfg.distill.split_seed]}
     result = run_stage("report", folder, inputs, settings, [report.fn, disco_core.report, disco_core.evaluation],
                        outputs, build, logger, force)
-    key = re.sub(r"[^a-z0-9-]+", "-", f"disco-report-{dataset_folder(cfg).name}".lower())
-    create_markdown_artifact(key=key, markdown=outputs["report"].read_text(), description="DiSCo report")
+    publish(cfg, "report", outputs["report"], "DiSCo report")
     return result

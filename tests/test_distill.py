@@ -10,7 +10,7 @@ import torch
 from disco_core import schemas
 from disco_core.config import TrainConfig
 from disco_core.distill import Example, Trainer, build_examples, distillation_loss, flops, l1, sample_candidates
-from disco_core.teachers import fuse
+from disco_core.teachers import fuse, target_lists
 
 
 def test_loss_against_hand_computation():
@@ -80,10 +80,21 @@ def test_short_teacher_lists_fall_back_and_empty_ones_fail():
 
 
 def test_build_examples_skips_turns_without_positive_or_targets():
-    targets = {"a": (["d1", "d2"], [2.0, 1.0]), "b": (["d2"], [1.0])}
+    targets = {"a": [(["d1", "d2"], [2.0, 1.0])], "b": [(["d2"], [1.0])]}
     qrels = {"a": {"d2": 1, "zz": 1}, "b": {"d1": 0}, "c": {"d1": 1}}
     out = build_examples(["a", "b", "c"], ["ta", "tb", "tc"], targets, qrels, {"d1": 0, "d2": 1})
     assert [e.query_id for e in out] == ["a"] and out[0].positives.tolist() == [1]
+
+
+def test_per_teacher_targets_give_one_example_per_teacher():
+    rows = {"query_id": ["a", "a", "a", "b"], "source": ["t2", "t1", "t1", "t1"], "doc_id": ["d1", "d2", "d1", "d1"],
+            "rank": [1, 2, 1, 1], "score": [5.0, 1.0, 3.0, 2.0]}
+    targets = target_lists(schemas.to_table("targets", rows))
+    # per query, one list per source (in name order), each by rank
+    assert targets == {"a": [(["d1", "d2"], [3.0, 1.0]), (["d1"], [5.0])], "b": [(["d1"], [2.0])]}
+    out = build_examples(["a", "b"], ["ta", "tb"], targets, {"a": {"d2": 1}, "b": {"d1": 1}}, {"d1": 0, "d2": 1})
+    assert [(e.query_id, e.candidates.tolist(), e.scores.tolist()) for e in out] == [
+        ("a", [0, 1], [3.0, 1.0]), ("a", [0], [5.0]), ("b", [0], [2.0])]
 
 
 # ------------------------------------------------------------------ fusion
@@ -182,3 +193,14 @@ def test_cached_document_vectors_match_reencoding(tiny_task, tmp_path):
         out = trainer.batch_loss(examples[:4], np.random.default_rng(0))
         losses[source] = out["loss"].item()
     assert losses["cached"] == pytest.approx(losses["encode"], rel=1e-4)
+
+
+def test_another_example_of_the_same_turn_is_no_in_batch_negative(tiny_task, tmp_path):
+    """Without fusion a turn has an example per teacher; in one batch they must not be each other's
+    negatives: with two copies of one turn only its own positive is left, so the CE is 0."""
+    doc_matrix, _, examples = tiny_task
+    trainer = Trainer("splade-tiny", settings(), doc_matrix, tmp_path / "t")
+    twice = trainer.batch_loss([examples[0], examples[0]], np.random.default_rng(0))
+    assert twice["ce"].item() == pytest.approx(0.0, abs=1e-6)
+    distinct = trainer.batch_loss(examples[:2], np.random.default_rng(0))
+    assert distinct["ce"].item() > 0

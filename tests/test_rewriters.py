@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from disco_core.errors import DataError
-from disco_core.rewriters import (FileRewriter, HFRewriter, OpenAIRewriter, RewriteJournal, RewriterError,
+from disco_core.rewriters import (FileRewriter, HFRewriter, OpenAIRewriter, Rewriter, RewriteJournal, RewriterError,
                                   chat_messages, clean_rewrite, run_rewriter)
 
 TURNS = [
@@ -37,29 +37,48 @@ def test_prompt_has_system_few_shot_and_conversation():
     assert "Assistant: It stands on the cliffs" in messages[-1]["content"]
 
 
+class Counting(Rewriter):
+    """Writes "x?" for every turn and records which turns it was asked for."""
+
+    def __init__(self):
+        self.teacher, self.seen = "t", []
+
+    def rewrite(self, turns, on_result):
+        for t in turns:
+            self.seen.append(t["query_id"])
+            on_result({"query_id": t["query_id"], "text": "x?", "status": "ok"})
+
+
 def test_journal_survives_a_torn_line_and_resumes(tmp_path):
     journal = RewriteJournal(tmp_path / "j.jsonl")
-    journal.append({"query_id": "c_1", "text": "A?", "status": "ok"})
+    run_rewriter(Counting(), TURNS[:1], journal)
     with journal.path.open("a") as f:
         f.write('{"query_id": "c_2", "te')  # killed mid-write
     assert list(journal.load()) == ["c_1"]
     assert journal.path.read_text().endswith("\n")  # the torn tail is cut: the next row starts a line
 
-    class Counting(FileRewriter):
-        def __init__(self):
-            self.teacher, self.seen = "t", []
-
-        def rewrite(self, turns, on_result):
-            for t in turns:
-                self.seen.append(t["query_id"])
-                on_result({"query_id": t["query_id"], "text": "x?", "status": "ok"})
-
     rewriter = Counting()
     rows = run_rewriter(rewriter, TURNS[:3], journal)
     assert rewriter.seen == ["c_2", "c_3"] and [r["query_id"] for r in rows] == ["c_1", "c_2", "c_3"]
-    # each new row is journaled with its wall time, so the time per turn survives a resume
-    assert "seconds" not in rows[0] and all(r["seconds"] >= 0 for r in rows[1:])
-    assert [r.get("seconds") is not None for r in journal.load().values()] == [False, True, True]
+    # every row is journaled with its wall time, so the time per turn survives a resume
+    assert all(r["seconds"] >= 0 for r in rows) and list(journal.load()) == ["c_1", "c_2", "c_3"]
+
+
+def test_journaled_rewrite_of_a_changed_turn_is_redone(tmp_path):
+    journal = RewriteJournal(tmp_path / "j.jsonl")
+    run_rewriter(Counting(), TURNS[:2], journal)
+    changed = [TURNS[0], {**TURNS[1], "utterance": "and its age?"}]
+    rewriter = Counting()
+    run_rewriter(rewriter, changed, journal)
+    assert rewriter.seen == ["c_2"]  # c_1 reads the same: kept; c_2 changed: asked again
+
+
+def test_rewrites_read_from_a_file_are_not_journaled(tmp_path):
+    source = tmp_path / "r.tsv"
+    source.write_text("c_1\tHow tall is it?\n")
+    rewriter = FileRewriter("mine", source)
+    assert not rewriter.generates
+    assert [r["text"] for r in run_rewriter(rewriter, TURNS[:1])] == ["How tall is it?"]
 
 
 # ------------------------------------------------------------------ OpenAI-compatible endpoint
@@ -171,9 +190,11 @@ def test_gguf_backend_on_smollm2(tmp_path):
     rewriter.rewrite(TURNS[:3], rows.append)
     assert [r["query_id"] for r in sorted(rows, key=lambda r: r["query_id"])] == ["c_1", "c_2", "c_3"]
     assert all(r["text"].strip() and "\n" not in r["text"] for r in rows)
-    assert all(r["status"] in {"ok", "cleaned", "multiline", "empty"} for r in rows)
+    # the model's own words, not the utterance standing in for an empty output
+    assert sum(r["status"] != "empty" for r in rows) >= 2
     cached = list((tmp_path / "models").iterdir())
     assert len(cached) == 1 and (cached[0] / "model.safetensors").exists()  # dequantized once, kept
+    # the cached safetensors give the same greedy rewrites as the model dequantized from the GGUF
     again = []
     HFRewriter("smollm2", "smollm2-135m-instruct", batch_size=2, max_new_tokens=24,
                cache_dir=tmp_path / "models").rewrite(TURNS[:3], again.append)
