@@ -66,7 +66,10 @@ def is_complete(file: RemoteFile, cache_dir: str | Path) -> bool:
         recorded = json.loads(stamp.read_text())
     except json.JSONDecodeError:
         return False
-    return recorded.get("size") == dest.stat().st_size and recorded.get("url") == file.url
+    # the stamp's digests must still satisfy what the registry expects (a published checksum may
+    # change without the URL changing)
+    return (recorded.get("size") == dest.stat().st_size and recorded.get("url") == file.url
+            and all(recorded.get(key) == want for key, want in file.expected().items()))
 
 
 def verify(file: RemoteFile, path: Path) -> dict:

@@ -18,6 +18,18 @@ from typing import Any
 from .errors import DataError
 
 
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file (a byte-order mark is dropped); a missing or undecodable file is a
+    :class:`DataError` naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for each non-blank line; check the ``required`` fields."""
     path = Path(path)

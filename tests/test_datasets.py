@@ -147,6 +147,12 @@ def test_local_layout_with_tsv_files(tmp_path):
     (folder / "qrels.tsv").write_text("c_1 0 d1 2\nc_2 0 d9 1\n")
     with pytest.raises(DataError, match=r"qrels.tsv:2: judgment names unknown document 'd9'"):
         datasets.load("local", folder)
+    # tab-separated qrels with a header line; a judgment given twice names both places
+    (folder / "qrels.tsv").write_text("query_id\tdoc_id\tgrade\nc_1\td1\t2\n")
+    assert datasets.load("local", folder).qrels.to_pylist() == [{"query_id": "c_1", "doc_id": "d1", "relevance": 2}]
+    (folder / "qrels.tsv").write_text("c_1\td1\t2\nc_1\td1\t1\n")
+    with pytest.raises(DataError, match=r"qrels.tsv:2: duplicate judgment .* \(first seen at .*qrels.tsv:1\)"):
+        datasets.load("local", folder)
     with pytest.raises(ConfigError, match="set dataset.path"):
         datasets.load("local")
 

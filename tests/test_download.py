@@ -40,6 +40,12 @@ def test_download_verify_and_second_run_downloads_nothing(served, tmp_path):
     assert server.total_requests == 1
     fetch(remote(server.url), tmp_path / "cache")
     assert server.total_requests == 1
+    # a registry entry whose published checksum changed (same URL) is not served from the old file
+    changed = RemoteFile("data.bin", f"{server.url}/data.bin", md5="0" * 32)
+    assert not is_complete(changed, tmp_path / "cache")
+    with pytest.raises(DownloadError):
+        fetch(changed, tmp_path / "cache")
+    assert server.total_requests == 3  # fetched again, twice (the second try after a failed check)
 
 
 def test_a_killed_download_resumes_with_range(served, tmp_path):

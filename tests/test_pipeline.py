@@ -86,6 +86,15 @@ def test_adding_a_teacher_rewrites_and_scores_only_that_teacher(run):
     assert set(summary) - set(base) == {"rewrite[upper]", "score_teachers[upper]"}
 
 
+def test_per_teacher_targets_train_an_example_per_teacher(run):
+    base = run()[1]
+    ran, summary = run("distill.fusion=per-teacher")
+    assert ran == {"fuse", "train", "report"}
+    assert summary["fuse"]["info"]["targets"] > 0
+    # two teachers, each with its own target list: twice the examples of the fused targets
+    assert summary["train"]["info"]["examples"] == 2 * base["train"]["info"]["examples"]
+
+
 def test_single_stage_flow_and_force(run):
     ran, summary = run(flow="index")
     assert set(summary) == {"ingest", "encode_corpus", "index"}

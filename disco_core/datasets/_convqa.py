@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..io import read_text
+from .registry import query_id
 
 _SPACE = re.compile(r"\s*")
 TURN_FIELDS = ("Conversation_no", "Turn_no", "Question", "Context")
@@ -23,13 +25,7 @@ TURN_FIELDS = ("Conversation_no", "Turn_no", "Question", "Context")
 
 def read_json_records(path: Path) -> Iterator[tuple[int, int, dict[str, Any]]]:
     """``(line, index, record)`` for each object of the JSON array (or JSON Lines) file ``path``."""
-    if not path.exists():
-        raise DataError(path, "file not found")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return json_records(text, path)
+    return json_records(read_text(path), path)
 
 
 def json_records(text: str, path: Path) -> Iterator[tuple[int, int, dict[str, Any]]]:
@@ -87,10 +83,6 @@ def json_records(text: str, path: Path) -> Iterator[tuple[int, int, dict[str, An
     pos = skip(pos)
     if pos < len(text):
         raise DataError(path, "unexpected text after the JSON array", line_at(pos))
-
-
-def query_id(conversation_id: str, turn: int) -> str:
-    return f"{conversation_id}_{turn}"
 
 
 def turn_row(record: dict[str, Any], path: Path, line: int, index: int) -> dict[str, Any]:

@@ -136,6 +136,15 @@ def queries(dataset: Dataset, path: Path, lines: Sequence[int]) -> Iterator[tupl
     return _located(dataset.queries_iter(), path, lines, "ir_datasets could not read this turn")
 
 
+def turn_queries(dataset: Dataset, path: Path, located: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """``(turn, query)`` pairs: each turn found in the topics file ``path`` (``located``: objects
+    with a ``line``, in file order) with the query ir_datasets reads for it; the two must agree."""
+    read = [query for _, query in queries(dataset, path, [t.line for t in located])]
+    if len(read) != len(located):
+        raise DataError(path, f"ir_datasets read {len(read)} turns, the file has {len(located)}")
+    return list(zip(located, read))
+
+
 def qrels(dataset: Dataset, path: Path) -> Iterator[tuple[int | None, TrecQrel]]:
     """``(line, qrel)`` for each judgment ir_datasets' ``TrecQrels`` reads from ``path``; a bad line
     (not 4 columns, a grade that is not an integer) raises :class:`DataError` naming it."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..io import read_text
 from .registry import KeyedRows
 
 _SPACE = re.compile(r"\s*")
@@ -88,15 +89,6 @@ class _Positions:
             if self.text[pos] == ",":
                 pos = self._skip(pos + 1)
         return starts
-
-
-def read_text(path: Path) -> str:
-    if not path.exists():
-        raise DataError(path, "file not found")
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def read_topics(path: Path, turns_key: str) -> list[Topic]:

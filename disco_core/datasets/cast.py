@@ -184,10 +184,7 @@ def load_cast(year: int, root: Path) -> DatasetTables:
             check_fields(topics_path, turn.where, turn.line, turn.data, cast.turn_fields, cast.optional_turn_fields)
 
     dataset = _irds.cast_dataset(year, _irds.local(topics_path), _irds.local(qrels_path))
-    queries = [query for _, query in _irds.queries(dataset, topics_path, [t.line for t in located])]
-    if len(queries) != len(located):
-        raise DataError(topics_path, f"ir_datasets read {len(queries)} turns, the file has {len(located)}")
-    pairs = list(zip(located, queries))
+    pairs = _irds.turn_queries(dataset, topics_path, located)
     turns, rewrites, corpus = KeyedRows("query_id"), KeyedRows("rewrite"), KeyedRows("passage id")
     if year == 2022:
         _tree_turns(pairs, topics_path, turns, rewrites)

@@ -19,13 +19,9 @@ from pathlib import Path
 from .. import schemas
 from ..errors import ConfigError, DataError
 from ..io import read_jsonl, read_tsv
-from .registry import DatasetSpec, DatasetTables, KeyedRows, register
+from .registry import DatasetSpec, DatasetTables, KeyedRows, check_judgment, query_id, register
 
 PROJECT_DATA = Path(__file__).resolve().parents[2] / "data"
-
-
-def query_id(conversation_id: str, turn: int) -> str:
-    return f"{conversation_id}_{turn}"
 
 
 def _text(value: object, what: str, path: Path, line: int, allow_empty: bool = False) -> str:
@@ -42,8 +38,9 @@ def load_disco_jsonl(root: Path) -> DatasetTables:
     if not corpus_path.exists() and (root / "corpus.tsv").exists():
         corpus_path = root / "corpus.tsv"
         for line, (doc_id, title, text) in read_tsv(corpus_path, columns=3, header=False):
-            corpus.add(doc_id, {"doc_id": _text(doc_id, "doc_id", corpus_path, line), "title": title.strip(),
-                                "text": _text(text, "text", corpus_path, line), "domain": None}, corpus_path, line)
+            doc_id = _text(doc_id, "doc_id", corpus_path, line)
+            corpus.add(doc_id, {"doc_id": doc_id, "title": title.strip(), "text": _text(text, "text", corpus_path, line),
+                                "domain": None}, corpus_path, line)
     else:
         for line, rec in read_jsonl(corpus_path, required=("doc_id", "text")):
             doc_id = _text(rec["doc_id"], "doc_id", corpus_path, line)
@@ -55,7 +52,7 @@ def load_disco_jsonl(root: Path) -> DatasetTables:
             }
             corpus.add(doc_id, row, corpus_path, line)
 
-    turns, qrels, rewrites = KeyedRows("query_id"), [], []
+    turns, qrels, rewrites = KeyedRows("query_id"), KeyedRows("judgment"), []
     conversations = KeyedRows("conversation_id")
     for line, rec in read_jsonl(conv_path, required=("conversation_id", "turns")):
         conv_id = _text(str(rec["conversation_id"]), "conversation_id", conv_path, line)
@@ -84,24 +81,22 @@ def load_disco_jsonl(root: Path) -> DatasetTables:
                     raise DataError(conv_path, f"{where}: qrels name unknown document {doc_id!r}", line)
                 if not isinstance(grade, int) or isinstance(grade, bool):
                     raise DataError(conv_path, f"{where}: grade of {doc_id!r} must be an integer", line)
-                qrels.append({"query_id": qid, "doc_id": doc_id, "relevance": grade})
+                qrels.add((qid, doc_id), {"query_id": qid, "doc_id": doc_id, "relevance": grade}, conv_path, line)
             history.append({"speaker": "user", "text": utterance})
             if turn.get("agent"):
                 history.append({"speaker": "agent", "text": _text(turn["agent"], f"{where}: agent", conv_path, line)})
     qrels_path = root / "qrels.tsv"
     if qrels_path.exists():
+        # TREC qrels (``qid 0 docid grade``, whitespace) or ``query_id<TAB>doc_id<TAB>grade``; a
+        # header line is skipped (read_tsv)
         with qrels_path.open(encoding="utf-8") as handle:
-            first = handle.readline().split()
-        trec = len(first) == 4
-        for line, fields in read_tsv(qrels_path, columns=4 if trec else 3, header=False, sep=None if trec else "\t"):
+            trec = len(handle.readline().split()) == 4
+        for line, fields in read_tsv(qrels_path, columns=4 if trec else 3, sep=None if trec else "\t"):
             qid, doc_id, grade = (fields[0], fields[2], fields[3]) if trec else fields
-            if qid not in turns:
-                raise DataError(qrels_path, f"judgment for unknown query {qid!r}", line)
-            if doc_id not in corpus:
-                raise DataError(qrels_path, f"judgment names unknown document {doc_id!r}", line)
+            check_judgment(qrels_path, line, qid, doc_id, turns, corpus)
             if not grade.strip().lstrip("-").isdigit():
                 raise DataError(qrels_path, f"grade {grade!r} is not an integer", line)
-            qrels.append({"query_id": qid, "doc_id": doc_id, "relevance": int(grade)})
+            qrels.add((qid, doc_id), {"query_id": qid, "doc_id": doc_id, "relevance": int(grade)}, qrels_path, line)
     rewrites_path = root / "rewrites.tsv"
     if rewrites_path.exists():
         for line, (qid, text) in read_tsv(rewrites_path, columns=2, header=False):
@@ -111,7 +106,7 @@ def load_disco_jsonl(root: Path) -> DatasetTables:
     return DatasetTables(
         corpus=schemas.to_table("corpus", corpus.rows),
         turns=schemas.to_table("turns", turns.rows),
-        qrels=schemas.to_table("qrels", qrels),
+        qrels=schemas.to_table("qrels", qrels.rows),
         rewrites=schemas.to_table("rewrites", rewrites),
     )
 

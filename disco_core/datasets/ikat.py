@@ -88,12 +88,9 @@ def load_ikat(root: Path) -> DatasetTables:
             check_fields(topics_path, turn.where, turn.line, turn.data, TURN_FIELDS, OPTIONAL_TURN_FIELDS)
 
     dataset = _irds.ikat_dataset(_irds.local(topics_path), _irds.local(qrels_path))
-    queries = [query for _, query in _irds.queries(dataset, topics_path, [t.line for t in located])]
-    if len(queries) != len(located):
-        raise DataError(topics_path, f"ir_datasets read {len(queries)} turns, the file has {len(located)}")
     turns, rewrites = KeyedRows("query_id"), KeyedRows("rewrite")
     histories: dict[str, list[dict]] = {}
-    for turn, query in zip(located, queries):
+    for turn, query in _irds.turn_queries(dataset, topics_path, located):
         history = histories.setdefault(query.topic_number, message("user", ptkb_text(query.topic_ptkb)))
         turns.add(query.query_id, {"query_id": query.query_id, "conversation_id": query.topic_number,
                                    "turn": query.turn_id, "utterance": query.utterance.strip(),

@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import schemas
 from ..errors import DataError
 from ..io import read_jsonl, read_tsv
-from .registry import DatasetSpec, DatasetTables, KeyedRows, register
+from .registry import DatasetSpec, DatasetTables, KeyedRows, check_judgment, register
 
 REWRITE_TEACHER = "mtrag-mixtral"
 REWRITE_MODEL = "Mixtral-8x7B-Instruct (MTRAG official rewrite)"
@@ -73,7 +73,7 @@ def load_mtrag(root: Path) -> DatasetTables:
     qrels = KeyedRows("judgment")
     qrels_path = root / "qrels.tsv"
     for line, (qid, doc_id, score) in read_tsv(qrels_path, columns=3):
-        _check_judgment(qrels_path, line, qid, doc_id, turns, corpus)
+        check_judgment(qrels_path, line, qid, doc_id, turns, corpus)
         try:
             relevance = int(float(score))
         except ValueError:
@@ -82,7 +82,7 @@ def load_mtrag(root: Path) -> DatasetTables:
     judged_path = root / "annotator_judgments.tsv"
     if judged_path.exists():
         for line, (qid, doc_id, relevant) in read_tsv(judged_path, columns=3):
-            _check_judgment(judged_path, line, qid, doc_id, turns, corpus)
+            check_judgment(judged_path, line, qid, doc_id, turns, corpus)
             if relevant.strip() == "0" and (qid, doc_id) not in qrels:
                 qrels.add((qid, doc_id), {"query_id": qid, "doc_id": doc_id, "relevance": 0}, judged_path, line)
 
@@ -104,13 +104,6 @@ def load_mtrag(root: Path) -> DatasetTables:
         qrels=schemas.to_table("qrels", qrels.rows),
         rewrites=schemas.to_table("rewrites", rewrites.rows),
     )
-
-
-def _check_judgment(path: Path, line: int, qid: str, doc_id: str, turns: KeyedRows, corpus: KeyedRows) -> None:
-    if qid not in turns:
-        raise DataError(path, f"judgment for unknown task {qid!r}", line)
-    if doc_id not in corpus:
-        raise DataError(path, f"judgment names unknown document {doc_id!r}", line)
 
 
 register(

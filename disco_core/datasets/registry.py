@@ -203,8 +203,8 @@ def validation_report(tables: DatasetTables, corpus_file: Path | None = None) ->
         "judged_passages_missing_from_corpus": len(missing_docs),
         "turns_with_judged_passages_missing": len(turns_missing),
         "empty_utterances": len(empty),
-        # duplicate ids are refused when the tables are written (schemas.validate); 0 if we got here
-        "duplicate_ids": 0,
+        # not a count: a duplicate id fails the load, naming both places it was seen
+        "duplicate_ids": "refused at load",
     }
 
 
@@ -224,3 +224,16 @@ class KeyedRows:
 
     def __contains__(self, key: object) -> bool:
         return key in self.seen
+
+
+def query_id(conversation_id: str, turn: int) -> str:
+    """The query id of a turn, where a dataset has none of its own: ``<conversation>_<turn>``."""
+    return f"{conversation_id}_{turn}"
+
+
+def check_judgment(path: Path, line: int, qid: str, doc_id: str, turns: KeyedRows, corpus: KeyedRows) -> None:
+    """A judgment must name a known turn and a document of the corpus."""
+    if qid not in turns:
+        raise DataError(path, f"judgment for unknown query {qid!r}", line)
+    if doc_id not in corpus:
+        raise DataError(path, f"judgment names unknown document {doc_id!r}", line)
