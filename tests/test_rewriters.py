@@ -194,7 +194,7 @@ def test_gguf_backend_on_smollm2(tmp_path):
     assert sum(r["status"] != "empty" for r in rows) >= 2
     cached = list((tmp_path / "models").iterdir())
     assert len(cached) == 1 and (cached[0] / "model.safetensors").exists()  # dequantized once, kept
-    # the cached safetensors give the same greedy rewrites as the model dequantized from the GGUF
+    # a second rewriter loads the cached safetensors and writes the same greedy rewrites
     again = []
     HFRewriter("smollm2", "smollm2-135m-instruct", batch_size=2, max_new_tokens=24,
                cache_dir=tmp_path / "models").rewrite(TURNS[:3], again.append)
