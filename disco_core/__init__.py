@@ -1,6 +1,7 @@
 """disco_core: the plain library behind disco (no Prefect import; usable from a notebook).
 
 Modules, one owner per thing:
+- ``env``: environment defaults and the project's paths (imported first);
 - ``schemas``: the Parquet tables (columns and types) and their atomic reading/writing;
 - ``config``: the run configuration as one typed object;
 - ``datasets``: the registry of datasets and their loaders into canonical tables;
@@ -10,5 +11,7 @@ Modules, one owner per thing:
 - ``runs``: run tables and TREC run files;
 - ``evaluation``: ranx metrics, comparisons and significance.
 """
+
+from . import env  # noqa: F401  (environment defaults before torch, numba, ir_datasets)
 
 __version__ = "0.1.0"

@@ -1,45 +1,93 @@
 """The run configuration: one typed object, loaded from YAML with ``section.key=value`` overrides.
 
-Unknown keys and wrong types are errors (a typo must not silently fall back to a default).
+Unknown keys and wrong types are errors (a typo must not silently fall back to a default), and
+values are not coerced (``train.epochs=true`` is refused, not read as 1). Two marks on fields say
+how the pipeline treats them, once, here:
+
+- :func:`perf` fields change speed or memory, never an output: they enter no cache key;
+- :func:`model_ref` fields name model weights: a cache key holds the fingerprint of the files
+  behind them (a local folder's contents, a hub id's resolved revision), not just the name.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .splits import parse_split
 
 DEFAULT_METRICS = ["mrr@10", "ndcg@3", "recall@10", "recall@100"]
+# ranx 0.3.21's metric names (ranx.metrics.metric_switch; a test keeps this list in step with it).
+RANX_METRICS = ("hits", "hit_rate", "precision", "recall", "f1", "r-precision", "mrr", "map", "dcg",
+                "dcg_burges", "ndcg", "ndcg_burges", "bpref", "rbp")
+# ranx.fuse methods that need no training run (the supervised ones need fitted parameters).
+FUSION_METHODS = ("rrf", "isr", "log_isr", "logn_isr", "sum", "mnz", "anz", "gmnz", "max", "min", "med",
+                  "bordafuse", "condorcet", "rbc", "wsum", "mixed", "wmnz", "w_bordafuse", "w_condorcet")
+FUSION_NORMS = ("min-max", "max", "sum", "zmuv", "rank", "borda")
+# Names that become folder names (teachers, students, fusions): no separators, no "..".
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def perf(default: Any = None, **kwargs: Any) -> Any:
+    """A performance-only field: it changes speed or memory, not outputs, so no cache key holds it."""
+    return Field(default, json_schema_extra={"perf": True}, **kwargs)
+
+
+def model_ref(default: Any = None, **kwargs: Any) -> Any:
+    """A field naming model weights: cache keys hold the fingerprint of its files, not the name."""
+    return Field(default, json_schema_extra={"model": True}, **kwargs)
+
+
+def is_perf(section: type[BaseModel], name: str) -> bool:
+    return bool((section.model_fields[name].json_schema_extra or {}).get("perf"))
+
+
+def is_model(section: type[BaseModel], name: str) -> bool:
+    return bool((section.model_fields[name].json_schema_extra or {}).get("model"))
+
+
+def check_name(value: str | None, what: str) -> str | None:
+    if value is not None and (not SAFE_NAME.match(value) or ".." in value):
+        raise ValueError(f"{what} {value!r} must be letters, digits and . _ + - (it names a folder)")
+    return value
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
 class DatasetConfig(_Section):
     name: str = Field("embedded", description="registry name (see `disco datasets`)")
     path: str | None = Field(None, description="source folder; overrides the registry's default location")
     domains: list[str] | None = Field(None, description="keep only these domains (MTRAG: clapnq, cloud, fiqa, govt)")
-    cache_dir: str | None = Field(None, description="downloaded datasets (default $DISCO_DATA_DIR or .cache/datasets)")
-    mirror: str | None = Field(None, description="read official files from this folder or URL prefix instead")
+    cache_dir: str | None = perf(None, description="downloaded datasets (default $DISCO_DATA_DIR or .cache/datasets)")
+    mirror: str | None = perf(None, description="read official files from this folder or URL prefix instead")
     collection: bool = Field(False, description="also stream the dataset's full document collection into the "
                              "corpus (CAsT 2019/2020: ir_datasets trec-cast/v1, MS MARCO + TREC CAR, 38.6M passages)")
 
+    @field_validator("domains")
+    @classmethod
+    def _safe_domains(cls, domains: list[str] | None) -> list[str] | None:
+        for d in domains or ():
+            check_name(d, "domain")
+        return domains
+
 
 class EncoderConfig(_Section):
-    model: str = Field("splade-tiny", description="alias, Hugging Face id or local folder of a masked LM")
+    """The frozen document encoder; also the query encoder of the untrained variants and teachers."""
+
+    model: str = model_ref("splade-tiny", description="alias, Hugging Face id or local folder of a masked LM")
     doc_max_length: int = Field(256, gt=2, description="tokens kept per passage")
     query_max_length: int = Field(256, gt=2, description="tokens kept per query / formatted conversation")
-    # Performance-only settings: they change speed and memory, not the vectors, so they are not
-    # part of any cache key.
-    batch_size: int = Field(32, gt=0, description="texts per forward pass (upper bound)")
-    token_budget: int = Field(4096, gt=0, description="non-padding tokens per forward pass: bounds memory")
-    device: str = Field("cpu", description="torch device")
-    threads: int | None = Field(None, description="torch intra-op threads (default: torch's choice)")
+    batch_size: int = perf(32, gt=0, description="texts per forward pass (upper bound)")
+    token_budget: int = perf(4096, gt=0, description="non-padding tokens per forward pass: bounds memory")
+    device: str = perf("cpu", description="torch device")
+    threads: int | None = perf(None, description="torch intra-op threads (default: torch's choice)")
 
 
 class ConversationConfig(_Section):
@@ -50,23 +98,89 @@ class ConversationConfig(_Section):
 
 class IndexConfig(_Section):
     engine: Literal["inverted"] = "inverted"
-    # Performance-only.
-    query_batch_size: int = Field(4096, gt=0, description="queries scored per batch (bounds memory)")
-    threads: int | None = Field(None, description="numba threads for retrieval (default: all cores)")
+    query_batch_size: int = perf(4096, gt=0, description="queries scored per batch (bounds memory)")
+    threads: int | None = perf(None, description="numba threads for retrieval (default: all cores)")
 
 
 class RetrievalConfig(_Section):
     k: int = Field(1000, gt=0, le=10000, description="documents retrieved per query")
 
 
+class SplitConfig(_Section):
+    """The random conversation split behind the ``test`` and ``train`` splits."""
+
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="conversations held out as `test`")
+    seed: int = Field(13, description="seed of the hash order that picks them")
+
+
+class FusionConfig(_Section):
+    """A rank fusion of other variants' runs with ranx.fuse, evaluated as a variant named ``name``."""
+
+    name: str
+    method: str = Field("rrf", description=f"ranx fusion method: {', '.join(FUSION_METHODS)}")
+    variants: list[str] = Field(min_length=2, description="the variants whose runs are fused")
+    norm: str | None = Field(None, description="score normalisation before fusing (ranx; rank-based methods need none)")
+    params: dict[str, Any] = Field(default_factory=dict, description="the method's parameters, e.g. {k: 60} for rrf")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v, "fusion name")
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        if v not in FUSION_METHODS:
+            raise ValueError(f"unknown fusion method {v!r}; ranx methods without training: {', '.join(FUSION_METHODS)}")
+        return v
+
+    @field_validator("norm")
+    @classmethod
+    def _norm(cls, v: str | None) -> str | None:
+        if v is not None and v not in FUSION_NORMS:
+            raise ValueError(f"unknown normalisation {v!r}; choose from {', '.join(FUSION_NORMS)}")
+        return v
+
+
 class EvaluationConfig(_Section):
+    split: str = Field("all", description="the turns evaluated: all, test, train or domain:a,b")
     variants: list[str] = Field(
         ["last_turn", "conversation", "rewrite"],
-        description="query variants: last_turn, conversation, rewrite (dataset default teacher) or rewrite:<teacher>",
+        description="query variants: last_turn, conversation, rewrite[:<teacher>], student[:<name or path>], "
+                    "student+rewrite:[<student>,]<teacher>, fused-teachers, or a fusion's name",
     )
+    fusions: list[FusionConfig] = Field(default_factory=list, description="rank fusions of variants (ranx.fuse)")
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     stat_test: Literal["student", "fisher", "tukey"] = Field("student", description="paired test (ranx)")
     max_p: float = Field(0.05, gt=0, lt=1)
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, v: str) -> str:
+        return str(parse_split(v))
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, metrics: list[str]) -> list[str]:
+        for m in metrics:
+            name, _, cutoff = m.partition("@")
+            if name not in RANX_METRICS or (cutoff and not cutoff.isdigit()):
+                raise ValueError(f"unknown metric {m!r}; ranx metrics: {', '.join(RANX_METRICS)} (with @k)")
+        if not metrics:
+            raise ValueError("no metric")
+        return metrics
+
+
+class ReportConfig(_Section):
+    """The DiSCo report: student vs teachers vs baselines on one split."""
+
+    enabled: bool = True
+    split: str = Field("test", description="the turns reported on (test: the held-out conversations)")
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, v: str) -> str:
+        return str(parse_split(v))
 
 
 class TeacherConfig(_Section):
@@ -74,19 +188,24 @@ class TeacherConfig(_Section):
 
     name: str | None = Field(None, description="teacher name (default: the dataset's teacher for backend=dataset)")
     backend: Literal["dataset", "hf", "openai", "file"] = "dataset"
-    model: str | None = Field(None, description="hf: alias, hub id or folder; openai: the served model name")
+    model: str | None = model_ref(None, description="hf: alias, hub id or folder; openai: the served model name")
     gguf_file: str | None = Field(None, description="hf: GGUF file inside the model folder/repo")
     path: str | None = Field(None, description="file: TSV/JSONL of query id and rewrite")
     base_url: str | None = Field(None, description="openai: e.g. http://localhost:8000/v1")
-    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the key")
-    concurrency: int = Field(4, gt=0)
-    timeout: float = Field(60.0, gt=0)
-    retries: int = Field(4, ge=0)
-    backoff: float = Field(1.0, ge=0)
-    batch_size: int = Field(16, gt=0, description="hf: prompts per generate call")
+    api_key_env: str = perf("OPENAI_API_KEY", description="openai: environment variable holding the key")
+    concurrency: int = perf(4, gt=0)
+    timeout: float = perf(60.0, gt=0)
+    retries: int = perf(4, ge=0)
+    backoff: float = perf(1.0, ge=0)
+    batch_size: int = perf(16, gt=0, description="hf: prompts per generate call")
     max_new_tokens: int = Field(40, gt=0, description="a rewrite is one question: ~10-30 tokens")
     history_turns: int = Field(3, gt=0, description="earlier turns shown to the LLM")
     answer_chars: int = Field(400, gt=0, description="characters kept of each earlier answer")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        return check_name(v, "teacher name")
 
 
 def _default_teachers() -> list[TeacherConfig]:
@@ -97,11 +216,28 @@ def _default_teachers() -> list[TeacherConfig]:
 class DistillConfig(_Section):
     fusion: Literal["mean", "max", "per-teacher"] = Field("mean", description="how teachers' scores combine")
     teacher_k: int = Field(1000, gt=0, description="documents scored per teacher and query")
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="conversations held out for the report")
-    split_seed: int = 13
+
+
+class TrainData(_Section):
+    """One part of the training data: a registered dataset and a split of its conversations."""
+
+    dataset: str
+    split: str = "train"
+    path: str | None = Field(None, description="source folder (default: the registry's)")
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, v: str) -> str:
+        return str(parse_split(v))
 
 
 class TrainConfig(_Section):
+    name: str | None = Field(None, description="the student's name (default: derived from its data and settings)")
+    base_model: str | None = model_ref(None, description="the student's initial weights (default: encoder.model)")
+    data: list[TrainData] | None = Field(None, description="datasets and splits to train on (default: "
+                                         "[{dataset: <dataset.name>, split: train}]); several = a mixture")
+    dev_fraction: float = Field(0.0, ge=0, lt=1, description="training conversations set aside to select "
+                                "the checkpoint by dev MRR@10 after each epoch (0: keep the last epoch)")
     seed: int = 42
     learning_rate: float = Field(2e-4, gt=0, description="2e-4 suits splade-tiny; DiSCo used 2e-5 for SPLADE++")
     batch_size: int = Field(16, gt=1, description="queries per step (in-batch negatives need 2+)")
@@ -109,7 +245,8 @@ class TrainConfig(_Section):
     max_length: int = Field(256, gt=2, description="tokens of the student's conversation input")
     grad_accumulation: int = Field(1, gt=0)
     negatives: int = Field(16, gt=0)
-    negative_ranks: tuple[int, int] = Field((11, 960), description="teacher ranks negatives are sampled from")
+    negative_ranks: list[int] = Field([11, 960], min_length=2, max_length=2,
+                                      description="teacher ranks negatives are sampled from")
     kl_weight: float = 0.99
     ce_weight: float = 0.01
     temperature: float = Field(1.0, gt=0)
@@ -117,24 +254,54 @@ class TrainConfig(_Section):
     l1_weight: float = Field(0.0, ge=0, description="L1 regularizer on query vectors")
     reg_warmup_steps: int = Field(0, ge=0, description="quadratic warm-up of the regularizers")
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up")
-    log_every: int = Field(10, gt=0)
+    log_every: int = perf(10, gt=0, description="steps between progress lines")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        return check_name(v, "student name")
+
+    @field_validator("negative_ranks")
+    @classmethod
+    def _ranks(cls, ranks: list[int]) -> list[int]:
+        if not 1 <= ranks[0] <= ranks[1]:
+            raise ValueError(f"negative_ranks {ranks} must be [first, last] with 1 <= first <= last")
+        return ranks
+
+
+class RunConfig(_Section):
+    """How the pipeline runs (never what it computes)."""
+
+    workers: int = perf(4, gt=0, description="stages run at once (threads of the Prefect task runner)")
+    dask_address: str | None = perf(None, description="run stages on this Dask scheduler (prefect-dask)")
+    lock_timeout: float = perf(3600.0, ge=0, description="seconds to wait for a stage another run is building")
 
 
 class Config(_Section):
-    work_dir: str = Field("work", description="where every stage writes (relative to the current directory)")
+    work_dir: str = perf("work", description="where every stage writes (relative to the current directory)")
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     conversation: ConversationConfig = Field(default_factory=ConversationConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     teachers: list[TeacherConfig] = Field(default_factory=_default_teachers)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
 
     @property
     def work_path(self) -> Path:
         return Path(self.work_dir)
+
+    @model_validator(mode="after")
+    def _fusion_names(self) -> Config:
+        names = [f.name for f in self.evaluation.fusions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"evaluation.fusions: names must be unique, got {names}")
+        return self
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
@@ -143,31 +310,57 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         raise ConfigError(f"override {assignment!r} is not of the form section.key=value")
     dotted, raw = assignment.split("=", 1)
     keys = dotted.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"override {assignment!r}: empty key")
     node = data
     for key in keys[:-1]:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {assignment!r}: {key!r} is not a section")
-    node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        problem = str(exc).splitlines()[0]
+        raise ConfigError(f"override {assignment!r}: the value is not valid YAML ({problem})") from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-    for assignment in overrides:
-        apply_override(data, assignment)
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from a file, every problem a :class:`ConfigError` naming the file (and line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text (save it as UTF-8)") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def validate(data: dict[str, Any], where: str = "") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        where = f"{path}: " if path else ""
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {_message(e)}" for e in exc.errors())
         raise ConfigError(f"{where}invalid configuration: {problems}") from None
+
+
+def _message(error: dict) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown setting"
+    msg = error["msg"].removeprefix("Value error, ")
+    if error["type"] in ("int_type", "float_type", "bool_type", "string_type", "list_type"):
+        msg += f", got {error.get('input')!r}"
+    return msg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    data: dict[str, Any] = read_yaml(path) if path is not None else {}
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return validate(data, f"{path}: " if path else "")

@@ -23,16 +23,18 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-from .config import TrainConfig  # noqa: E402
-from .encoder import SpladeEncoder  # noqa: E402
+from .encoder import SpladeEncoder
+
+if TYPE_CHECKING:  # the settings object only: a config edit must not retrain students
+    from .config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +177,11 @@ class Trainer:
         return [[examples[i] for i in order[j : j + b]] for j in range(0, len(order) - 1, b) if len(order[j : j + b]) > 1]
 
     def train(self, examples: list[Example], progress: Callable[[dict], None] | None = None,
-              max_steps: int | None = None) -> list[dict]:
-        """Train for ``settings.epochs`` epochs (resuming after the last complete checkpoint)."""
+              max_steps: int | None = None, dev: Callable[[SpladeEncoder], float] | None = None) -> list[dict]:
+        """Train for ``settings.epochs`` epochs (resuming after the last complete checkpoint).
+
+        ``dev(student) -> score``, when given, runs after each epoch; its score is recorded in the
+        history (``{"epoch", "dev"}``) and in the checkpoint, and :meth:`best_epoch` picks by it."""
         if len(examples) < 2:
             raise ValueError(f"{len(examples)} training example(s): need at least 2 (in-batch negatives)")
         s = self.settings
@@ -201,9 +206,26 @@ class Trainer:
                     progress(record)
                 if max_steps is not None and self.step >= max_steps:
                     return self.history
+            if dev is not None:
+                self.student.model.eval()
+                record = {"epoch": epoch + 1, "step": self.step, "dev": round(float(dev(self.student)), 6)}
+                self.history.append(record)
+                if progress:
+                    progress(record)
+                self.student.model.train()
             self.save_checkpoint(epoch + 1)
         self.student.model.eval()
         return self.history
+
+    def dev_scores(self) -> dict[int, float]:
+        return {r["epoch"]: r["dev"] for r in self.history if "dev" in r}
+
+    def best_epoch(self) -> int:
+        """The epoch with the best dev score (the earliest on a tie); the last without a dev set."""
+        scores = self.dev_scores()
+        if not scores:
+            return self.settings.epochs
+        return max(sorted(scores), key=lambda e: scores[e])
 
     def _set_lr(self) -> None:
         s = self.settings
@@ -223,8 +245,10 @@ class Trainer:
         tmp = self.checkpoint_dir / f".epoch-{epoch}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         self.student.model.save_pretrained(tmp)
-        torch.save({"optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": epoch,
-                    "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
+        # tensors only in the pickle (loaded with weights_only=True); the rest as JSON
+        torch.save({"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()},
+                   tmp / "trainer_state.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": self.step, "epoch": epoch}))
         (tmp / "history.json").write_text(json.dumps(self.history))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -235,24 +259,30 @@ class Trainer:
         if not self.checkpoint_dir.exists():
             return 0
         done = sorted((int(p.name.split("-")[1]), p) for p in self.checkpoint_dir.glob("epoch-*")
-                      if (p / "trainer_state.pt").exists())
+                      if (p / "trainer_state.pt").exists() and (p / "trainer_state.json").exists())
         if not done:
             return 0
         epoch, path = done[-1]
-        from transformers import AutoModelForMaskedLM
-
-        state_model = AutoModelForMaskedLM.from_pretrained(path)
-        self.student.model.load_state_dict(state_model.state_dict())
-        state = torch.load(path / "trainer_state.pt", weights_only=False)
+        self._load_weights(path)
+        state = torch.load(path / "trainer_state.pt", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
-        self.step = state["step"]
+        self.step = json.loads((path / "trainer_state.json").read_text())["step"]
         self.history = json.loads((path / "history.json").read_text())
         log.info("resumed from %s (epoch %d, step %d)", path, epoch, self.step)
         return epoch
 
-    def save_final(self, folder: str | Path) -> Path:
-        """The trained query encoder, reloadable with ``AutoModelForMaskedLM.from_pretrained``."""
+    def _load_weights(self, checkpoint: Path) -> None:
+        from transformers import AutoModelForMaskedLM
+
+        state_model = AutoModelForMaskedLM.from_pretrained(checkpoint)
+        self.student.model.load_state_dict(state_model.state_dict())
+
+    def save_final(self, folder: str | Path, epoch: int | None = None) -> Path:
+        """The trained query encoder, reloadable with ``AutoModelForMaskedLM.from_pretrained``;
+        ``epoch``: the weights of that epoch's checkpoint (the dev-selected one) instead of the last."""
+        if epoch is not None and epoch != self.settings.epochs:
+            self._load_weights(self.checkpoint_dir / f"epoch-{epoch}")
         folder = Path(folder)
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -265,3 +295,35 @@ class Trainer:
 
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), max(size, 1))]
+
+
+@dataclass
+class DevSet:
+    """Turns set aside to select the checkpoint: their student inputs, qrels and the index to search."""
+
+    query_ids: list[str]
+    texts: list[str]
+    qrels: dict[str, dict[str, int]]
+    index: object  # disco_core.index.InvertedIndex
+
+
+def dev_evaluator(dev_sets: Sequence[DevSet], metric: str = "mrr@10", k: int = 100) -> Callable[[SpladeEncoder], float]:
+    """``score(student)``: ``metric`` of the student's top-k over every dev turn with a relevant
+    judgment (several sets: one mean over all of them, ids kept apart by their set)."""
+    from .evaluation import evaluate
+
+    def score(student: SpladeEncoder) -> float:
+        qrels, run = {}, {}
+        for i, dev in enumerate(dev_sets):
+            judged = [(q, t) for q, t in zip(dev.query_ids, dev.texts) if dev.qrels.get(q)]
+            if not judged:
+                continue
+            matrix = student.encode([t for _, t in judged])
+            hits = dev.index.search_ids(matrix, [q for q, _ in judged], k=k)
+            run.update({f"{i}:{q}": h for q, h in hits.items()})
+            qrels.update({f"{i}:{q}": dev.qrels[q] for q, _ in judged})
+        if not qrels:
+            raise ValueError("the dev set has no turn with a relevant judgment")
+        return evaluate(qrels, {"dev": run}, [metric]).scores["dev"][metric]
+
+    return score

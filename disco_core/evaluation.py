@@ -12,7 +12,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "numba"))
 
 import pyarrow as pa  # noqa: E402
 
@@ -56,6 +55,44 @@ class Evaluation:
         return {"metrics": self.metrics, "scores": self.scores, "p_values": self.p_values,
                 "n_queries": self.n_queries, "stat_test": self.stat_test, "max_p": self.max_p,
                 "extra": self.extra}
+
+    def save(self, folder: str | Path, **meta) -> Path:
+        """``metrics.json`` (scores, p-values, ``meta``) and ``per_query.parquet`` in ``folder``."""
+        from . import schemas
+        from .io import write_json_atomic
+
+        folder = Path(folder)
+        write_json_atomic(folder / "metrics.json", {**self.to_dict(), "variants": list(self.scores), **meta})
+        schemas.write_table("per_query", per_query_table(self), folder / "per_query.parquet")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Evaluation:
+        """What :meth:`save` wrote (variant order kept)."""
+        import json
+
+        from . import schemas
+
+        folder = Path(folder)
+        data = json.loads((folder / "metrics.json").read_text())
+        order = data.get("variants") or list(data["scores"])
+        per_query: dict = {v: {m: {} for m in data["metrics"]} for v in order}
+        table = schemas.read_table("per_query", folder / "per_query.parquet").to_pydict()
+        for v, q, m, value in zip(table["variant"], table["query_id"], table["metric"], table["value"]):
+            per_query[v][m][q] = value
+        return cls(metrics=data["metrics"], scores={v: data["scores"][v] for v in order}, per_query=per_query,
+                   p_values=data["p_values"], n_queries=data["n_queries"], stat_test=data["stat_test"],
+                   max_p=data["max_p"], extra=data.get("extra", {}))
+
+    def select(self, names: dict[str, str]) -> Evaluation:
+        """These variants only, renamed (``{old: new}``, in that order)."""
+        def rename(d: dict) -> dict:
+            return {new: d[old] for old, new in names.items() if old in d}
+
+        p_values = {names[v]: rename(others) for v, others in self.p_values.items() if v in names}
+        return Evaluation(self.metrics, rename(self.scores), rename(self.per_query),
+                          {v: p_values.get(v, {}) for v in rename(self.scores)}, self.n_queries, self.stat_test,
+                          self.max_p, rename(self.extra))
 
     def markdown(self, baseline: str | None = None, digits: int = 4) -> str:
         """A table, variants as rows; ``*`` marks a significant difference from ``baseline`` (up or down)."""

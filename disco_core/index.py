@@ -19,8 +19,6 @@ import scipy.sparse as sp
 
 from .errors import DataError
 
-# numba compiles the kernels once (~15 s) and caches them here for later processes.
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "numba"))
 import numba  # noqa: E402
 
 FORMAT_VERSION = 1

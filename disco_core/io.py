@@ -98,11 +98,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def short_hash(obj: Any) -> str:
-    """A short stable hash of a JSON-able object (folder and file names keyed by settings)."""
+def short_hash(obj: Any, length: int = 12) -> str:
+    """A stable hash of a JSON-able object, ``length`` hex digits (folder names keyed by settings)."""
     import hashlib
 
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

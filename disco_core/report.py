@@ -1,35 +1,27 @@
-"""The DiSCo report: student vs teachers vs baselines on held-out conversations.
+"""The DiSCo report: student vs teachers vs baselines, rendered from an evaluation.
 
 Rows: the student (0 LLM calls at inference), each teacher (1 LLM call per turn; 0 for people's
 rewrites, which are not available at search time either), the fused teachers, the last turn, and
 the untrained model on the full conversation. Columns: the metrics, query non-zeros, LLM calls, and
 measured query latency (rewriting, where the rewrite stage timed it, + encoding + search). ``*``
-marks a significant difference from the best teacher; a second table breaks MRR@10 down by turn
-depth; a plot shows effectiveness and query non-zeros against turn depth.
+marks a significant difference from the best teacher; a second table breaks the main metric down
+by turn depth; a plot shows effectiveness and query non-zeros against turn depth. Nothing here
+retrieves or scores: the evaluation (``disco_core.evaluation``) already holds every per-query value.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .evaluation import Evaluation, evaluate, label
-
-
-def split_conversations(conversation_ids: list[str], test_fraction: float, seed: int) -> set[str]:
-    """Held-out conversations: a deterministic hash order, the first ``test_fraction`` of it."""
-    unique = sorted(set(conversation_ids))
-    ranked = sorted(unique, key=lambda c: hashlib.sha256(f"{seed}:{c}".encode()).hexdigest())
-    n_test = max(1, round(len(unique) * test_fraction))
-    return set(ranked[:n_test])
+from .evaluation import Evaluation, label
 
 
 @dataclass
 class Row:
-    name: str
-    run: dict  # query id -> [(doc id, score)]
+    name: str  # as shown
+    variant: str  # the evaluation's name for it
     kind: str  # student | teacher | fused | baseline
     llm_calls: float
     query_nonzeros: dict[str, float] = field(default_factory=dict)  # query id -> nnz
@@ -40,13 +32,18 @@ def depth_bucket(turn: int, last: int = 6) -> str:
     return f"{last}+" if turn >= last else str(turn)
 
 
-def build_report(rows: list[Row], qrels: dict[str, dict[str, int]], turn_of: dict[str, int], metrics: list[str],
-                 stat_test: str = "student", max_p: float = 0.05) -> tuple[Evaluation, dict]:
-    """Evaluate every row on the same judged queries; return (evaluation, summary dict)."""
-    ev = evaluate(qrels, {r.name: r.run for r in rows}, metrics, stat_test, max_p)
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def build_report(evaluation: Evaluation, rows: list[Row], turn_of: dict[str, int]) -> tuple[Evaluation, dict]:
+    """The rows of ``evaluation`` renamed and annotated; a summary with the best teacher and the
+    main metric (the first) by turn depth, over the evaluation's judged queries."""
+    ev = evaluation.select({r.variant: r.name for r in rows})
+    main = ev.metrics[0]
     teachers = [r.name for r in rows if r.kind == "teacher"]
-    main = metrics[0]
     best_teacher = max(teachers, key=lambda t: ev.scores[t][main]) if teachers else None
+    judged = set(ev.per_query[rows[0].name][main])
     depth: dict[str, dict[str, float]] = {}
     nnz_depth: dict[str, dict[str, float]] = {}
     for r in rows:
@@ -54,16 +51,15 @@ def build_report(rows: list[Row], qrels: dict[str, dict[str, int]], turn_of: dic
         for qid, value in ev.per_query[r.name][main].items():
             by_bucket[depth_bucket(turn_of[qid])].append(value)
         for qid, nnz in r.query_nonzeros.items():
-            if qid in qrels:
+            if qid in judged:
                 nnz_bucket[depth_bucket(turn_of[qid])].append(nnz)
-        depth[r.name] = {b: sum(v) / len(v) for b, v in sorted(by_bucket.items())}
-        nnz_depth[r.name] = {b: sum(v) / len(v) for b, v in sorted(nnz_bucket.items())}
-        judged = [n for q, n in r.query_nonzeros.items() if q in qrels]
-        ev.extra[r.name] = {"q nnz": sum(judged) / len(judged) if judged else float("nan"),
+        depth[r.name] = {b: _mean(v) for b, v in sorted(by_bucket.items())}
+        nnz_depth[r.name] = {b: _mean(v) for b, v in sorted(nnz_bucket.items())}
+        ev.extra[r.name] = {"q nnz": _mean([n for q, n in r.query_nonzeros.items() if q in judged]),
                             "LLM calls": r.llm_calls,
                             "ms/query": r.latency_ms if r.latency_ms is not None else float("nan")}
     counts = defaultdict(int)
-    for qid in qrels:
+    for qid in judged:
         counts[depth_bucket(turn_of[qid])] += 1
     summary = {"best_teacher": best_teacher, "main_metric": main, "depth": depth, "nnz_depth": nnz_depth,
                "depth_counts": dict(sorted(counts.items())), "kinds": {r.name: r.kind for r in rows}}

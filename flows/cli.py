@@ -1,68 +1,154 @@
-"""``disco``: run the pipeline or one stage with a config file and overrides.
+"""``disco``: run the pipeline, some stages, or a sweep, with a config file and overrides.
 
-    disco run                         # full pipeline, default config (embedded dataset)
+    disco run                         # evaluation and the DiSCo report, default config (embedded)
     disco run -c data/configs/mtrag.yaml --set retrieval.k=100
     disco run encode_queries --force encode_queries
+    disco sweep -c data/configs/sweeps/mtrag-lodo.yaml
+    disco stages                      # the stages, as declared
+    disco students                    # the students trained in the work dir
     disco datasets                    # the registry
     disco config -c my.yaml           # the resolved configuration
+
+A mistake (an unknown stage or setting, bad data) prints one line naming it and exits with 2;
+``--debug`` shows the traceback too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
-import tasks  # noqa: F401  (environment defaults)
+import tasks  # noqa: F401  (environment defaults, stage declarations)
 
-from disco_core.config import load_config
 from disco_core.errors import DiscoError
 
 
-def main(argv: list[str] | None = None) -> int:
+class _QuietUserErrors(logging.Filter):
+    """Drop the traceback Prefect logs for a user mistake (a DiscoError): the CLI prints one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, DiscoError):
+            record.exc_info, record.exc_text = None, None
+            record.msg, record.args = f"{type(error).__name__}: {error}", ()
+        return True
+
+
+def _quiet_prefect() -> None:
+    quiet = _QuietUserErrors()
+    for name in ("prefect", "prefect.task_runs", "prefect.flow_runs", "prefect.task_engine", "prefect.flow_engine"):
+        logging.getLogger(name).addFilter(quiet)
+    for handler in logging.getLogger("prefect").handlers:
+        handler.addFilter(quiet)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from tasks.stage import STAGES
+
     parser = argparse.ArgumentParser(prog="disco", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the full pipeline or the stages up to one")
-    run.add_argument("stage", nargs="?", default="pipeline",
-                     help="pipeline (default) or the stages up to one: ingest, encode_corpus, index, "
-                          "encode_queries, retrieve, evaluate, rewrite, score_teachers, fuse, train, report")
-    for p in (run, sub.add_parser("config", help="print the resolved configuration")):
-        p.add_argument("-c", "--config", help="YAML config file")
+    run = sub.add_parser("run", help="run the pipeline, or some stages and what they need")
+    run.add_argument("stages", nargs="*", metavar="STAGE",
+                     help=f"stages (every instance) or instance ids: {', '.join(STAGES)}")
+    sweep = sub.add_parser("sweep", help="run a sweep file: a grid of pipelines, one leaderboard")
+    config = sub.add_parser("config", help="print the resolved configuration")
+    for p in (run, sweep, config):
+        p.add_argument("-c", "--config", required=p is sweep, help="YAML config (sweep: the sweep file)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a setting, e.g. --set retrieval.k=100 (repeatable)")
-    run.add_argument("--force", action="append", default=[], metavar="STAGE", help="rerun this stage although fresh")
+        p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    for p in (run, sweep):
+        p.add_argument("--force", action="append", default=[], metavar="STAGE",
+                       help="rerun this stage (or instance) although it is fresh (repeatable)")
+    sweep.add_argument("--dask", metavar="ADDRESS", help="run the cells on this Dask scheduler")
+    sub.add_parser("stages", help="list the stages as declared")
+    students = sub.add_parser("students", help="list the students trained in a work dir")
+    students.add_argument("-c", "--config", help="YAML config (its work_dir)")
     sub.add_parser("datasets", help="list the registered datasets")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.debug:
+        _quiet_prefect()
     try:
-        if args.command == "datasets":
-            from disco_core import datasets
-
-            for name, spec in sorted(datasets.REGISTRY.items()):
-                print(f"{name:12s} {spec.description}\n{'':12s} source: {spec.source}; licence: {spec.license}")
-            return 0
-        cfg = load_config(args.config, args.overrides)
-        if args.command == "config":
-            print(json.dumps(cfg.model_dump(), indent=2))
-            return 0
-        from flows.pipeline import FLOWS
-        from tasks.stages import stage_folder
-
-        if args.stage not in FLOWS:
-            parser.error(f"unknown stage {args.stage!r}; choose from {', '.join(FLOWS)}")
-        summary = FLOWS[args.stage](config_path=args.config, overrides=args.overrides, force=args.force)
+        return _COMMANDS[args.command](args)
     except DiscoError as exc:
+        if args.debug:
+            raise
         print(f"disco: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _run(args) -> int:
+    from disco_core.config import load_config
+    from flows.pipeline import run
+    from tasks.graph import plan
+
+    cfg = load_config(args.config, args.overrides)
+    summary = run(args.config, args.overrides, args.stages or None, args.force)
     print("\nstages: " + ", ".join(f"{n} {'(cache hit)' if s['cache_hit'] else '(ran)'}" for n, s in summary.items()))
-    if "evaluate" in summary:
-        print("\n" + Path(stage_folder(cfg, "evaluate"), "metrics.md").read_text())
-    if "report" in summary:
-        print("\n" + Path(stage_folder(cfg, "report"), "report.md").read_text())
-    print(f"outputs: {stage_folder(cfg, 'ingest').parent}")
+    graph, wanted = plan(cfg)
+    for node_id in wanted:
+        node = graph.nodes[node_id]
+        if node_id in summary:
+            print("\n" + node.outputs["table" if node.stage.name == "evaluate" else "report"].read_text())
+    print(f"outputs: {cfg.work_path / graph.nodes[wanted[0]].params['ds'].scope}")
     return 0
+
+
+def _sweep(args) -> int:
+    from flows.sweep import run_sweep
+
+    result = run_sweep(args.config, args.overrides, args.force, dask_address=args.dask)
+    print("\n" + Path(result["leaderboard_md"]).read_text())
+    print(f"leaderboard: {result['leaderboard_md']}")
+    return 0
+
+
+def _config(args) -> int:
+    from disco_core.config import load_config
+
+    print(json.dumps(load_config(args.config, args.overrides).model_dump(), indent=2))
+    return 0
+
+
+def _stages(args) -> int:
+    from tasks.stage import STAGES
+
+    for name, stage in STAGES.items():
+        needs = f" (needs {', '.join(stage.needs)})" if stage.needs else ""
+        print(f"{name:15s} {stage.description}{needs}")
+    return 0
+
+
+def _students(args) -> int:
+    from disco_core.config import load_config
+    from disco_core.students import list_students
+
+    cfg = load_config(args.config)
+    for p in list_students(cfg.work_dir):
+        data = ", ".join(f"{d['dataset']}:{d['split']}" for d in p.get("data", []))
+        print(f"{p['name']:40s} {data}; epoch {p.get('epoch')}; dev {p.get('dev') or '-'}")
+    return 0
+
+
+def _datasets(args) -> int:
+    from disco_core import datasets
+
+    for name, spec in sorted(datasets.REGISTRY.items()):
+        print(f"{name:15s} {spec.description}\n{'':15s} source: {spec.source}; licence: {spec.license}")
+    return 0
+
+
+_COMMANDS = {"run": _run, "sweep": _sweep, "config": _config, "stages": _stages, "students": _students,
+             "datasets": _datasets}
 
 
 if __name__ == "__main__":

@@ -1,178 +1,148 @@
-"""The disco pipeline as Prefect flows.
+"""The disco pipeline as one Prefect flow, its order derived from the stages' declarations.
 
-``disco_pipeline`` runs every stage; each ``<stage>_flow`` runs the stages up to that one (the
-upstream ones are cache hits when their outputs are fresh) — "rerun a single stage" is
-``disco run <stage>`` (add ``--force <stage>`` to rerun it although it is fresh).
-Flows take JSON-able parameters (a config path and ``section.key=value`` overrides), so the same
-call works from the CLI, from ``prefect deployment run`` and from a schedule.
+``disco_pipeline`` plans a configuration's instances (:mod:`tasks.graph`) and submits each as a
+task, with the results it reads as inputs: independent instances (teachers, query variants,
+datasets) run concurrently on the task runner (threads, or a Dask cluster given its address).
+``targets`` narrows the run to some stages (every instance of them) or instances, and what they
+need; ``force`` reruns stages or instances although they are fresh. Parameters are JSON-able (a
+config path and ``section.key=value`` overrides), so the same call works from the CLI, from
+``prefect deployment run`` and from a schedule.
 """
 
 from __future__ import annotations
 
-import tasks  # noqa: F401  (environment defaults before prefect is imported)
+import os
+import socket
+
+import tasks  # noqa: F401  (environment defaults, stage declarations)
 
 from prefect import flow, get_run_logger
+from prefect.futures import wait
 
 from disco_core.config import Config, load_config
-from tasks import stages
 from tasks.cache import StageResult
-
-STAGES = stages.STAGES
-
-
-def run_until(cfg: Config, until: str = "report", force: tuple[str, ...] = ()) -> dict[str, StageResult]:
-    """Run the stages in order up to ``until``; ``force`` names stages to rerun even when fresh.
-
-    Per-teacher stages are keyed ``rewrite[<teacher>]`` and ``score_teachers[<teacher>]``."""
-    if until not in STAGES:
-        raise ValueError(f"unknown stage {until!r}; stages: {', '.join(STAGES)}")
-    for name in force:
-        if name not in STAGES:
-            raise ValueError(f"unknown stage {name!r} in force; stages: {', '.join(STAGES)}")
-    wanted = set(STAGES[: STAGES.index(until) + 1])
-    f = {name: name in force for name in STAGES}
-    done: dict[str, StageResult] = {}
-    if stages.datasets.get(cfg.dataset.name).files and not cfg.dataset.path:
-        done["download"] = stages.download(cfg, force=f["download"])
-    if until == "download":
-        return done
-    done["ingest"] = stages.ingest(cfg, force=f["ingest"])
-    if wanted & {"encode_corpus", "index", "retrieve", "evaluate", "score_teachers", "fuse", "train", "report"}:
-        done["encode_corpus"] = stages.encode_corpus(cfg, done["ingest"], force=f["encode_corpus"])
-        done["index"] = stages.build_index(cfg, done["encode_corpus"], force=f["index"])
-    if wanted & {"encode_queries", "retrieve", "evaluate", "report"}:
-        done["encode_queries"] = stages.encode_queries(cfg, done["ingest"], force=f["encode_queries"])
-    if wanted & {"retrieve", "evaluate", "report"}:
-        done["retrieve"] = stages.retrieve(cfg, done["index"], done["encode_queries"], force=f["retrieve"])
-    if "evaluate" in wanted:
-        done["evaluate"] = stages.evaluate(cfg, done["ingest"], done["encode_corpus"], done["encode_queries"],
-                                           done["retrieve"], force=f["evaluate"])
-    rewritten, scored = [], []
-    if wanted & {"rewrite", "score_teachers", "fuse", "train", "report"}:
-        stages.teacher_names(cfg)  # unique names, before any work
-        for i in range(len(cfg.teachers)):
-            r = stages.rewrite(cfg, done["ingest"], i, force=f["rewrite"])
-            done[f"rewrite[{r.info['teacher']}]"] = r
-            rewritten.append(r)
-    if wanted & {"score_teachers", "fuse", "train", "report"}:
-        for r in rewritten:
-            s = stages.score_teacher(cfg, r, done["index"], force=f["score_teachers"])
-            done[f"score_teachers[{r.info['teacher']}]"] = s
-            scored.append(s)
-    if wanted & {"fuse", "train", "report"}:
-        done["fuse"] = stages.fuse_teachers(cfg, scored, done["encode_corpus"], force=f["fuse"])
-    if wanted & {"train", "report"}:
-        done["train"] = stages.train_student(cfg, done["ingest"], done["encode_corpus"], done["fuse"], force=f["train"])
-    if "report" in wanted:
-        done["report"] = stages.report(cfg, done["ingest"], done["index"], done["encode_queries"], done["retrieve"],
-                                       rewritten, scored, done["fuse"], done["train"], force=f["report"])
-    logger = get_run_logger()
-    logger.info("stages: %s", ", ".join(f"{n}={'hit' if r.cache_hit else 'ran'}" for n, r in done.items()))
-    return done
+from tasks.graph import Graph, plan
+from tasks.run import options
+from tasks.stage import cached
 
 
-def _summary(done: dict[str, StageResult]) -> dict:
-    return {name: {"cache_hit": r.cache_hit, "folder": str(r.folder), "info": r.info} for name, r in done.items()}
+def task_runner(cfg: Config):
+    """Threads on this machine, or a Dask cluster when ``run.dask_address`` names one."""
+    if cfg.run.dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=cfg.run.dask_address)
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=cfg.run.workers)
 
 
-def _run(until: str, config_path: str | None, overrides: list[str] | None, force: list[str] | None) -> dict:
-    cfg = load_config(config_path, overrides or [])
-    return _summary(run_until(cfg, until, tuple(force or ())))
+def run_tags() -> list[str]:
+    """Tags that let a later run tell that this one was killed (see :func:`mark_crashed`)."""
+    return ["disco", f"pid:{os.getpid()}", f"host:{socket.gethostname()}"]
+
+
+def submit(graph: Graph, ids: list[str], force: list[str] = ()) -> dict[str, StageResult]:
+    """Run the instances ``ids`` need, each as a task given its inputs' futures; wait for all.
+    Instances whose inputs are all known and whose outputs are fresh are cache hits at once, with
+    no task; the rest run on the task runner, independent ones concurrently. A failure stops what
+    depends on it, not the rest; then its error is raised."""
+    log = get_run_logger()
+    forced = set(graph.select(list(force))) if force else set()
+    hits: dict[str, StageResult] = {}
+    futures = {}
+    for node in graph.order(ids):
+        known = {**hits, **futures}
+        inputs = {name: [known[i] for i in need] if isinstance(need, list) else known[need]
+                  for name, need in node.needs.items()}
+        if node.id not in forced and all(i in hits for i in _need_ids(node)):
+            hit = cached(node, inputs, log)
+            if hit is not None:
+                log.info("%s: cache hit", node.id)
+                if node.stage.after is not None:
+                    node.stage.after(node.cfg, hit)
+                hits[node.id] = hit
+                continue
+        futures[node.id] = options(node).submit(node, inputs, force=node.id in forced)
+    wait(list(futures.values()))
+    results, errors = dict(hits), []
+    for node_id, future in futures.items():
+        state = future.state
+        if state.is_completed():
+            results[node_id] = future.result()
+        elif state.is_failed() or state.is_crashed():
+            errors.append(future)
+    if errors:
+        errors[0].result()  # raises the first failure's own exception (DiscoError: one clear line)
+    missing = [i for i in futures if i not in results]
+    results = {n.id: results[n.id] for n in graph.order(ids) if n.id in results}  # in plan order
+    if missing:
+        raise RuntimeError(f"stages did not finish: {missing}")
+    return results
+
+
+def _need_ids(node) -> list[str]:
+    return [i for need in node.needs.values() for i in (need if isinstance(need, list) else [need])]
+
+
+def summary(results: dict[str, StageResult]) -> dict:
+    return {node_id: {"stage": r.stage, "cache_hit": r.cache_hit, "folder": str(r.folder),
+                      "info": r.info.model_dump(mode="json"), "started": r.started, "finished": r.finished}
+            for node_id, r in results.items()}
 
 
 @flow(name="disco-pipeline", log_prints=True)
 def disco_pipeline(config_path: str | None = None, overrides: list[str] | None = None,
-                   force: list[str] | None = None) -> dict:
-    """Datasets to the DiSCo report: every stage, each a cache hit when fresh."""
-    return _run("report", config_path, overrides, force)
+                   targets: list[str] | None = None, force: list[str] | None = None) -> dict:
+    """Datasets to evaluation and the DiSCo report; every stage a cache hit when fresh."""
+    mark_crashed()
+    cfg = load_config(config_path, overrides or [])
+    graph, ids = plan(cfg, targets)
+    results = submit(graph, ids, force or [])
+    get_run_logger().info("stages: %s", ", ".join(f"{i}={'hit' if r.cache_hit else 'ran'}" for i, r in results.items()))
+    return summary(results)
 
 
-@flow(name="disco-download")
-def download_flow(config_path: str | None = None, overrides: list[str] | None = None,
-                  force: list[str] | None = None) -> dict:
-    """Fetch a registered dataset's official files (resumable, verified; a second run fetches nothing)."""
-    return _run("download", config_path, overrides, force)
+def run(config_path: str | None = None, overrides: list[str] | None = None, targets: list[str] | None = None,
+        force: list[str] | None = None) -> dict:
+    """The pipeline flow on the configuration's task runner, tagged with this process."""
+    from prefect import tags
+
+    cfg = load_config(config_path, overrides or [])
+    graph, _ = plan(cfg, targets)  # every planning mistake before Prefect starts
+    if force:
+        graph.select(list(force))
+    with tags(*run_tags()):
+        return disco_pipeline.with_options(task_runner=task_runner(cfg))(
+            config_path=config_path, overrides=overrides or [], targets=targets, force=force)
 
 
-@flow(name="disco-ingest")
-def ingest_flow(config_path: str | None = None, overrides: list[str] | None = None,
-                force: list[str] | None = None) -> dict:
-    return _run("ingest", config_path, overrides, force)
+def mark_crashed() -> int:
+    """Flow runs of this machine left RUNNING by a killed process: marked Crashed. Returns how many."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    host = f"host:{socket.gethostname()}"
+    marked = 0
+    with get_client(sync_client=True) as client:
+        running = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=["disco", host]),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))))
+        for run_ in running:
+            pid = next((int(t[4:]) for t in run_.tags if t.startswith("pid:") and t[4:].isdigit()), None)
+            if pid is not None and pid != os.getpid() and not _alive(pid):
+                client.set_flow_run_state(run_.id, Crashed(message=f"process {pid} ended while running"), force=True)
+                marked += 1
+    return marked
 
 
-@flow(name="disco-encode-corpus")
-def encode_corpus_flow(config_path: str | None = None, overrides: list[str] | None = None,
-                       force: list[str] | None = None) -> dict:
-    return _run("encode_corpus", config_path, overrides, force)
-
-
-@flow(name="disco-index")
-def index_flow(config_path: str | None = None, overrides: list[str] | None = None,
-               force: list[str] | None = None) -> dict:
-    return _run("index", config_path, overrides, force)
-
-
-@flow(name="disco-encode-queries")
-def encode_queries_flow(config_path: str | None = None, overrides: list[str] | None = None,
-                        force: list[str] | None = None) -> dict:
-    return _run("encode_queries", config_path, overrides, force)
-
-
-@flow(name="disco-retrieve")
-def retrieve_flow(config_path: str | None = None, overrides: list[str] | None = None,
-                  force: list[str] | None = None) -> dict:
-    return _run("retrieve", config_path, overrides, force)
-
-
-@flow(name="disco-evaluate")
-def evaluate_flow(config_path: str | None = None, overrides: list[str] | None = None,
-                  force: list[str] | None = None) -> dict:
-    """The evaluation run (scheduled in prefect.yaml): refreshes whatever is stale, then evaluates."""
-    return _run("evaluate", config_path, overrides, force)
-
-
-@flow(name="disco-rewrite")
-def rewrite_flow(config_path: str | None = None, overrides: list[str] | None = None,
-                 force: list[str] | None = None) -> dict:
-    return _run("rewrite", config_path, overrides, force)
-
-
-@flow(name="disco-score-teachers")
-def score_teachers_flow(config_path: str | None = None, overrides: list[str] | None = None,
-                        force: list[str] | None = None) -> dict:
-    return _run("score_teachers", config_path, overrides, force)
-
-
-@flow(name="disco-fuse")
-def fuse_flow(config_path: str | None = None, overrides: list[str] | None = None,
-              force: list[str] | None = None) -> dict:
-    return _run("fuse", config_path, overrides, force)
-
-
-@flow(name="disco-train")
-def train_flow(config_path: str | None = None, overrides: list[str] | None = None,
-               force: list[str] | None = None) -> dict:
-    return _run("train", config_path, overrides, force)
-
-
-@flow(name="disco-report")
-def report_flow(config_path: str | None = None, overrides: list[str] | None = None,
-                force: list[str] | None = None) -> dict:
-    return _run("report", config_path, overrides, force)
-
-
-FLOWS = {
-    "pipeline": disco_pipeline,
-    "download": download_flow,
-    "ingest": ingest_flow,
-    "encode_corpus": encode_corpus_flow,
-    "index": index_flow,
-    "encode_queries": encode_queries_flow,
-    "retrieve": retrieve_flow,
-    "evaluate": evaluate_flow,
-    "rewrite": rewrite_flow,
-    "score_teachers": score_teachers_flow,
-    "fuse": fuse_flow,
-    "train": train_flow,
-    "report": report_flow,
-}
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

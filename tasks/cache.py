@@ -1,130 +1,212 @@
-"""Stage caching: a stage reruns only when its inputs, settings or code changed, or an output is gone.
+"""Stage caching: a stage reruns only when its inputs, settings, models or code changed, or an
+output is gone or altered.
 
-Each stage folder holds ``_manifest.json``: the stage's key and the fingerprint (size, mtime) of
-every output it wrote. The key hashes
-- the fingerprints of the input files (an upstream stage that reran rewrote them: new mtimes),
-- the stage's settings (the slice of the config that changes its outputs),
-- the source code of the stage and of the disco_core modules it calls.
-A hit needs the same key and every output present with the recorded fingerprint, so a deleted or
-edited output is a miss (Prefect's own cache would hand back a path to a file that is gone). The
-manifest is written last, after every output was replaced atomically: a stage killed halfway is a
-miss next time, and a stage that fails leaves the previous outputs and manifest as they were.
+Each stage folder holds ``_manifest.json``: the stage's key, its typed result, and for every
+output file its size, mtime, ctime, inode and SHA-256. The key hashes
+- the SHA-256 of every input file (upstream outputs, dataset sources),
+- the stage's settings (its slice of the configuration; performance-only fields never enter it),
+- the fingerprints of the models it uses (weights and config files, by content),
+- the code of its build function and of every project module that code reaches.
+
+A hit needs the same key and every recorded output intact. "Intact" is checked by identity
+(size, mtime, ctime, inode) and, where the identity changed, by the content hash: a copied work
+dir (new inodes) stays a hit, while an overwrite is a miss even at the same size with its mtime
+put back (ctime cannot be put back). What this does not see: a change that keeps size, mtime,
+ctime and inode, which needs root and a clock set back. Because a key holds the content of its
+inputs, a rerun stage whose outputs come out identical leaves everything downstream a hit.
+
+Outputs are written atomically and the manifest last, so a killed stage is a miss next time and
+never records a half-written file; leftovers of a kill (``*.tmp``) are swept before a build and are
+never outputs. One OS lock per stage folder (``.lock``, ``flock``): a second run needing a stage
+that another process is building waits, then takes its result as a hit; a killed holder's lock is
+released by the kernel. While a stage builds it holds shared locks on the folders it reads, so no
+other run can rebuild them under it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
+import contextlib
+import fcntl
 import json
+import os
+import shutil
+import socket
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from disco_core.io import write_json_atomic
+from disco_core.errors import DiscoError
+from disco_core.fingerprint import file_digest, identity
+from disco_core.io import short_hash, write_json_atomic
 
 MANIFEST = "_manifest.json"
+LOCK = ".lock"
+OWNER = ".lock.owner"
 
 
-def fingerprint(path: Path) -> list:
-    stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns]
+class StageBusy(DiscoError):
+    """Another process holds a stage's lock for longer than the configured wait."""
 
 
-def code_hash(objects: Iterable[object]) -> str:
-    """Hash the source of functions and modules (a package: its ``__init__`` only; list the
-    submodules a stage uses explicitly)."""
-    digest = hashlib.sha256()
-    for obj in objects:
-        digest.update(inspect.getsource(obj).encode())
-    return digest.hexdigest()
+class StaleInput(DiscoError):
+    """An input was rebuilt by another run after this run keyed a stage on it."""
 
 
-def stage_key(stage: str, inputs: Iterable[Path], settings: dict, code: str) -> str:
-    payload = {
-        "stage": stage,
-        "inputs": {str(p): fingerprint(p) for p in sorted(set(map(Path, inputs)))},
-        "settings": settings,
-        "code": code,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+def is_temporary(path: Path) -> bool:
+    """Leftovers of an interrupted atomic write (``.name.XXXX.tmp``) or checkpoint (``*.tmp``)."""
+    return path.name.endswith(".tmp")
+
+
+def output_files(outputs: dict[str, Path]) -> list[Path]:
+    """Every file of the outputs (an output folder: the files under it), temporary files excluded."""
+    files: list[Path] = []
+    for path in outputs.values():
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file()
+                            and not any(is_temporary(Path(part)) for part in p.relative_to(path).parts))
+        elif path.exists():
+            files.append(path)
+    return files
+
+
+def _relative(folder: Path, path: Path) -> str:
+    # outputs inside the stage folder are recorded relative to it, others (a shared download
+    # cache) by their absolute path; ``folder / name`` gives both back
+    return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
 
 
 @dataclass
 class StageResult:
+    """What a stage instance produced: its outputs, their content digests and its typed result."""
+
     stage: str
+    instance: str
     folder: Path
     outputs: dict[str, Path]
+    digests: dict[str, str]  # output file -> SHA-256
     cache_hit: bool
     key: str
-    info: dict = field(default_factory=dict)
+    info: Any = None  # the stage's result model
+    started: float = 0.0
+    finished: float = 0.0
+    meta: dict = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Path:
         return self.outputs[name]
 
     @property
     def files(self) -> list[Path]:
-        return output_files(self.outputs)
+        return [Path(p) for p in self.digests]
 
 
-def output_files(outputs: dict[str, Path]) -> list[Path]:
-    """Every file of the outputs (an output folder: the files under it)."""
-    files: list[Path] = []
-    for path in outputs.values():
-        files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return files
+def stage_key(stage: str, settings: Any, inputs: dict[str, str], models: list, code: str) -> str:
+    payload = {"stage": stage, "settings": settings, "inputs": dict(sorted(inputs.items())),
+               "models": models, "code": code}
+    return short_hash(payload, 64)
+
+
+def read_manifest(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 def lookup(folder: Path, key: str, outputs: dict[str, Path]) -> dict | None:
     """The manifest if it matches ``key`` and every recorded output is intact, else None."""
-    manifest_path = folder / MANIFEST
-    if not manifest_path.exists():
-        return None
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError:
-        return None
-    if manifest.get("key") != key:
+    manifest = read_manifest(folder)
+    if manifest is None or manifest.get("key") != key:
         return None
     recorded: dict = manifest.get("files", {})
-    if not recorded or any(not p.exists() for p in outputs.values()):
+    present = {_relative(folder, p) for p in output_files(outputs)}
+    if not recorded or present != set(recorded) or any(not p.exists() for p in outputs.values()):
         return None
-    for name, fp in recorded.items():
+    refreshed = False
+    for name, rec in recorded.items():
         path = folder / name
-        if not path.exists() or fingerprint(path) != fp:
+        if list(identity(path)) == rec["identity"]:
+            continue
+        if file_digest(path) != rec["sha256"]:
             return None
+        rec["identity"] = list(identity(path))  # same content, new identity (a copied work dir)
+        refreshed = True
+    if refreshed:
+        write_json_atomic(folder / MANIFEST, manifest)
     return manifest
 
 
-def record(folder: Path, key: str, outputs: dict[str, Path], info: dict) -> None:
-    # outputs inside the stage folder are recorded relative to it, others (a shared download
-    # cache) by their absolute path; ``folder / name`` gives both back
-    files = {str(p.relative_to(folder)) if p.is_relative_to(folder) else str(p): fingerprint(p)
+def record(folder: Path, key: str, outputs: dict[str, Path], manifest: dict) -> dict:
+    files = {_relative(folder, p): {"identity": list(identity(p)), "sha256": file_digest(p)}
              for p in output_files(outputs)}
-    write_json_atomic(folder / MANIFEST, {"key": key, "files": files, "info": info})
+    manifest = {**manifest, "key": key, "files": files}
+    write_json_atomic(folder / MANIFEST, manifest)
+    return manifest
 
 
-def run_stage(stage: str, folder: Path, inputs: Iterable[Path], settings: dict, code: Iterable[object],
-              outputs: dict[str, Path], build, logger, force: bool = False) -> StageResult:
-    """Return the cached outputs of ``stage`` when the manifest matches, else ``build()`` them.
+def digests(folder: Path, manifest: dict) -> dict[str, str]:
+    return {str(folder / name): rec["sha256"] for name, rec in manifest["files"].items()}
 
-    ``build()`` writes every path of ``outputs`` (atomically) and returns a JSON-able info dict.
-    """
+
+def sweep_temporary(folder: Path) -> list[Path]:
+    """Remove what interrupted writes left behind in a stage folder (the caller holds its lock)."""
+    swept = [p for p in folder.rglob("*.tmp") if is_temporary(p)]
+    for p in swept:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return swept
+
+
+# ------------------------------------------------------------------ locks
+def _owner_line(folder: Path) -> str:
+    try:
+        owner = json.loads((folder / OWNER).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return "another process"
+    since = time.strftime("%H:%M:%S", time.localtime(owner.get("since", 0)))
+    return f"pid {owner.get('pid')} on {owner.get('host')} ({owner.get('command')}) since {since}"
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path, timeout: float, log=None) -> Iterator[None]:
+    """Hold the stage folder's lock; wait up to ``timeout`` s for another holder, then fail naming it."""
     folder.mkdir(parents=True, exist_ok=True)
-    key = stage_key(stage, inputs, settings, code_hash(code))
-    manifest = None if force else lookup(folder, key, outputs)
-    if manifest is not None:
-        logger.info("%s: cache hit (%s)", stage, folder)
-        return StageResult(stage, folder, outputs, True, key, manifest.get("info", {}))
-    logger.info("%s: running (%s)", stage, "forced" if force else "inputs, settings, code or outputs changed")
-    # The old manifest stays until the new one replaces it: a failed run leaves the previous outputs
-    # and their record intact (a partial rewrite changes fingerprints, so it can never pass as a hit).
-    start = time.perf_counter()
-    info = build() or {}
-    info["seconds"] = round(time.perf_counter() - start, 3)
-    missing = [str(p) for p in outputs.values() if not p.exists()]
-    if missing:
-        raise RuntimeError(f"stage {stage} did not write {missing}")
-    record(folder, key, outputs, info)
-    logger.info("%s: done in %.1f s", stage, info["seconds"])
-    return StageResult(stage, folder, outputs, False, key, info)
+    with (folder / LOCK).open("a") as handle:
+        _acquire(handle, fcntl.LOCK_EX, folder, timeout, log)
+        try:
+            write_json_atomic(folder / OWNER, {"pid": os.getpid(), "host": socket.gethostname(),
+                                               "command": " ".join(sys.argv[:4]), "since": time.time()})
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def shared(folders: Iterable[Path], timeout: float, log=None) -> Iterator[None]:
+    """Shared locks on the folders a build reads: nobody rebuilds them until it is done."""
+    with contextlib.ExitStack() as stack:
+        for folder in sorted(set(folders)):
+            if not folder.is_dir():
+                continue
+            handle = stack.enter_context((folder / LOCK).open("a"))
+            _acquire(handle, fcntl.LOCK_SH, folder, timeout, log)
+            stack.callback(fcntl.flock, handle, fcntl.LOCK_UN)
+        yield
+
+
+def _acquire(handle, mode: int, folder: Path, timeout: float, log) -> None:
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if not told and log:
+                log(f"{folder} is being built by {_owner_line(folder)}: waiting")
+                told = True
+            if time.monotonic() >= deadline:
+                raise StageBusy(f"{folder} is being built by {_owner_line(folder)}; waited {timeout:.0f} s "
+                                "(run.lock_timeout)") from None
+            time.sleep(0.2)

@@ -1,0 +1,83 @@
+"""Trained students as named artifacts: ``<work_dir>/students/<name>/``.
+
+A student's folder holds ``model/`` (a masked-LM folder ``AutoModelForMaskedLM`` loads), and
+``student.json``: where it came from (base model, document encoder, teachers and their LLMs, the
+training data and split, the settings), how it reads a conversation (``answers``, ``max_length``),
+its dev scores and chosen epoch, and the fingerprint of its weights. A student is then evaluated
+anywhere by name (``student:<name>``), with the input format it was trained on.
+
+Published checkpoints (a hub id such as ``slupart/splade-disco-topiocqa`` or a folder without
+``student.json``) are students too: they read the conversation with the configuration's format.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+from .io import write_json_atomic
+
+PROVENANCE = "student.json"
+
+
+@dataclass(frozen=True)
+class StudentRef:
+    """Where a student's weights are and how it reads a conversation."""
+
+    name: str
+    model: str  # a folder, or a hub id
+    answers: str
+    max_length: int
+    provenance: dict | None = None  # student.json, for students trained here
+
+
+def students_dir(work_dir: str | Path) -> Path:
+    return Path(work_dir) / "students"
+
+
+def folder(work_dir: str | Path, name: str) -> Path:
+    return students_dir(work_dir) / name
+
+
+def write_provenance(student_folder: Path, provenance: dict) -> Path:
+    return write_json_atomic(student_folder / PROVENANCE, provenance)
+
+
+def read_provenance(student_folder: Path) -> dict | None:
+    try:
+        return json.loads((student_folder / PROVENANCE).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def resolve(name_or_path: str, work_dir: str | Path, answers: str, max_length: int) -> StudentRef:
+    """A student trained here (by name), a folder, or a hub id (``answers``/``max_length``: the
+    format for students that do not record theirs). An unknown name that is not an existing path
+    and does not look like a hub id (``org/name``) is a :class:`ConfigError`."""
+    trained = folder(work_dir, name_or_path)
+    for candidate in (trained, Path(name_or_path).expanduser()):
+        provenance = read_provenance(candidate)
+        if provenance is not None:
+            fmt = provenance.get("conversation", {})
+            return StudentRef(name_or_path, str(candidate / "model"), fmt.get("answers", answers),
+                              fmt.get("max_length", max_length), provenance)
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return StudentRef(name_or_path, str(path), answers, max_length)
+    if "/" in name_or_path and not name_or_path.startswith((".", "/")):
+        return StudentRef(name_or_path, name_or_path, answers, max_length)  # a hub id
+    known = sorted(p.name for p in students_dir(work_dir).glob("*") if (p / PROVENANCE).exists())
+    raise ConfigError(f"no student {name_or_path!r}: not trained in {students_dir(work_dir)} "
+                      f"(trained: {', '.join(known) or 'none'}), not a folder, not a hub id")
+
+
+def list_students(work_dir: str | Path) -> list[dict]:
+    """Provenance of every student trained in ``work_dir``."""
+    out = []
+    for path in sorted(students_dir(work_dir).glob("*")):
+        provenance = read_provenance(path)
+        if provenance is not None:
+            out.append(provenance)
+    return out

@@ -1,0 +1,149 @@
+"""The teachers: rewrite (per dataset and teacher), score_teachers (likewise) and fuse (per dataset)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+from pydantic import BaseModel
+
+from disco_core import rewriters, schemas, teachers, vectors
+from disco_core.index import InvertedIndex
+from disco_core.io import short_hash
+from disco_core.variants import Variant
+
+from .stage import Context, measured, plain, stage
+
+
+# ------------------------------------------------------------------ rewrite
+class Rewritten(BaseModel):
+    teacher: str
+    model: str | None
+    turns: int
+    status: dict[str, int]
+    llm_calls_per_turn: float
+    resumed: int = measured(0)
+    seconds_per_turn: float | None = measured(None, description="wall time per rewritten turn")
+
+
+@stage("rewrite", needs=("ingest",), result=Rewritten, outputs={"rewrites": "rewrites.parquet"})
+def rewrite(ctx: Context) -> Rewritten:
+    """One teacher's rewrites of every turn, journaled as they arrive (a rerun resumes)."""
+    ds, teacher = ctx.params["ds"], ctx.params["teacher"]
+    turns = schemas.read_table("turns", ctx.inputs["ingest"]["turns"]).to_pylist()
+    dataset_rows = schemas.read_table("rewrites", ctx.inputs["ingest"]["rewrites"]).to_pylist()
+    rewriter = rewriters.make_rewriter(teacher.config, ds.teacher, dataset_rows, device=ctx.cfg.encoder.device)
+    journal, before = None, 0
+    if rewriter.generates:
+        # one journal per model and prompt: another prompt never reuses these rewrites; a
+        # forced rewrite starts it over
+        name = f"journal-{short_hash([ctx.node.settings, rewriter.settings()])}.jsonl"
+        journal = rewriters.RewriteJournal(ctx.node.folder / name)
+        if ctx.force:
+            journal.reset()
+        before = len(journal.load())
+    rows = rewriters.run_rewriter(rewriter, turns, journal)
+    table = schemas.to_table("rewrites", [{**r, "teacher": teacher.name, "model": rewriter.model,
+                                           "prompt_hash": rewriter.prompt_hash} for r in rows])
+    schemas.write_table("rewrites", table, ctx.out("rewrites"))
+    statuses = dict(zip(*table.group_by("status").aggregate([([], "count_all")]).to_pydict().values()))
+    ctx.log.info("rewrite %s: %d turns (%d resumed from the journal), statuses %s", teacher, len(rows), before, statuses)
+    timed = [r["seconds"] for r in rows if r.get("seconds") is not None]
+    per_turn = sum(timed) / len(timed) if timed and rewriter.llm_calls_per_turn else None
+    return Rewritten(teacher=teacher.name, model=rewriter.model, turns=len(rows), status=statuses,
+                     llm_calls_per_turn=rewriter.llm_calls_per_turn, resumed=before, seconds_per_turn=per_turn)
+
+
+@rewrite.wire
+def _(plan, ds, teacher):
+    return {"ingest": plan.node("ingest", ds=ds)}
+
+
+@rewrite.settings
+def _(cfg, ds, teacher):
+    return {"teacher": teacher.name, **plain(teacher.config)}
+
+
+@rewrite.models
+def _(cfg, ds, teacher):
+    t = teacher.config
+    if t.backend != "hf":
+        return []  # a served model is known by its name alone (the openai backend's settings)
+    return [(t.model, llm_file(t.model, t.gguf_file))]
+
+
+@rewrite.sources
+def _(cfg, ds, teacher):
+    return [Path(teacher.config.path)] if teacher.config.path else []
+
+
+def llm_file(model: str | None, gguf_file: str | None) -> str | None:
+    """The local file or folder behind a causal LM name (an alias's GGUF, a folder), if any."""
+    if model in rewriters.LLM_ALIASES:
+        folder, name = rewriters.LLM_ALIASES[model]()
+        return str(Path(folder) / name)
+    if model and gguf_file and Path(model, gguf_file).exists():
+        return str(Path(model, gguf_file))
+    return model if model and Path(model).exists() else None
+
+
+# ------------------------------------------------------------------ score_teachers
+class TeacherScores(BaseModel):
+    teacher: str
+    queries: int
+    scores: int
+
+
+@stage("score_teachers", needs=("index", "encode_queries"), result=TeacherScores, keys=("distill.teacher_k",),
+       outputs={"teacher_scores": "teacher_scores.parquet"})
+def score_teachers(ctx: Context) -> TeacherScores:
+    """A teacher's top-k from the shared index, searched with its rewrites' vectors: its scores."""
+    cfg, name = ctx.cfg, ctx.params["teacher"].name
+    matrix, qids = vectors.load_vectors(ctx.inputs["queries"]["vectors"])
+    index = InvertedIndex.load(ctx.inputs["index"]["index"])
+    scores = teachers.teacher_scores(index, matrix, qids, name, k=cfg.distill.teacher_k,
+                                     batch_size=cfg.index.query_batch_size, threads=cfg.index.threads)
+    schemas.write_table("teacher_scores", scores, ctx.out("teacher_scores"))
+    ctx.log.info("score_teachers %s: %d queries, %d scores", name, len(qids), scores.num_rows)
+    return TeacherScores(teacher=name, queries=len(qids), scores=scores.num_rows)
+
+
+@score_teachers.wire
+def _(plan, ds, teacher):
+    return {"index": plan.node("index", ds=ds),
+            "queries": plan.node("encode_queries", ds=ds, variant=Variant("rewrite", teacher=teacher.name))}
+
+
+# ------------------------------------------------------------------ fuse
+class Fused(BaseModel):
+    fusion: str
+    teachers: list[str]
+    targets: int
+
+
+@stage("fuse", needs=("score_teachers", "encode_queries", "encode_corpus"), result=Fused,
+       keys=("distill.fusion", "distill.teacher_k"), outputs={"targets": "targets.parquet"})
+def fuse(ctx: Context) -> Fused:
+    """Teachers combined at the score level on the union of their candidates: targets.parquet."""
+    cfg = ctx.cfg
+    scored, encoded = ctx.inputs["scores"], ctx.inputs["queries"]
+    table = pa.concat_tables([schemas.read_table("teacher_scores", s["teacher_scores"]) for s in scored])
+    names = [s.info.teacher for s in scored]
+    query_vectors = {n: vectors.load_vectors(e["vectors"]) for n, e in zip(names, encoded)}
+    doc_matrix, doc_ids = vectors.load_vectors(ctx.inputs["encode_corpus"]["doc_vectors"])
+    targets = teachers.fuse(table, query_vectors, doc_matrix, doc_ids, cfg.distill.fusion, k=cfg.distill.teacher_k)
+    schemas.write_table("targets", targets, ctx.out("targets"))
+    ctx.log.info("fuse: %s over %s: %d targets", cfg.distill.fusion, names, targets.num_rows)
+    return Fused(fusion=cfg.distill.fusion, teachers=names, targets=targets.num_rows)
+
+
+@fuse.wire
+def _(plan, ds):
+    refs = plan.teachers(ds)
+    if not refs:
+        from disco_core.errors import ConfigError
+
+        raise ConfigError("teachers: a student needs at least one teacher")
+    return {"scores": [plan.node("score_teachers", ds=ds, teacher=t) for t in refs],
+            "queries": [plan.node("encode_queries", ds=ds, variant=Variant("rewrite", teacher=t.name)) for t in refs],
+            "encode_corpus": plan.node("encode_corpus", ds=ds)}
