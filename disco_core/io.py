@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ _BOMS = ((b"\xff\xfe\x00\x00", "UTF-32", "little-endian"), (b"\x00\x00\xfe\xff",
 _CONVERT = "save it as UTF-8 (e.g. iconv -f {src} -t UTF-8 FILE > FILE.utf8)"
 _TEXT_CONTROLS = frozenset(b"\t\n\r\f\v")
 _SAMPLE = 4096  # bytes read to tell binary data from text in another encoding
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _readable(path: str | Path) -> Path:
@@ -91,18 +93,24 @@ def _looks_binary(raw: bytes) -> bool:
     return controls > 0.05 * len(raw)
 
 
-def read_lines(path: str | Path, keepends: bool = False) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, line)`` for every line of a UTF-8 text file (blank ones too), without
-    its ``\\n`` / ``\\r\\n`` unless ``keepends``. A UTF-8 byte-order mark is dropped; any other
-    encoding, or binary data, is a :class:`DataError` at the first line that shows it."""
+def _checked_lines(path: str | Path) -> Iterator[tuple[int, bytes, str]]:
+    """``(line_number, bytes, text)`` of each line, the text decoded and checked (see read_lines)."""
     path = _readable(path)
+    sample = lambda: _head(path)  # noqa: E731  (read only when a line fails to decode)
     with _open(path) as handle:
         for number, raw in enumerate(handle, start=1):
             if number == 1:
                 _check_bom(path, raw)
                 raw = raw.removeprefix(UTF8_BOM)
-            line = _decode_line(path, number, raw, lambda: _head(path))
-            yield number, line if keepends else line.rstrip("\r\n")
+            yield number, raw, _decode_line(path, number, raw, sample)
+
+
+def read_lines(path: str | Path, keepends: bool = False) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` for every line of a UTF-8 text file (blank ones too), without
+    its ``\\n`` / ``\\r\\n`` unless ``keepends``. A UTF-8 byte-order mark is dropped; any other
+    encoding, or binary data, is a :class:`DataError` at the first line that shows it."""
+    for number, _, line in _checked_lines(path):
+        yield number, line if keepends else line.rstrip("\r\n")
 
 
 def decode_text(path: str | Path, data: bytes) -> str:
@@ -131,10 +139,10 @@ def read_text(path: str | Path) -> str:
 
 def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for each non-blank line; check the ``required`` fields."""
-    for line_no, line in read_lines(path):
+    for line_no, raw, line in _checked_lines(path):
         if not line.strip():
             continue
-        record = _json_line(path, line_no, line)
+        record = _json_line(path, line_no, line, raw)
         if not isinstance(record, dict):
             raise DataError(path, f"expected a JSON object, got {type(record).__name__}", line_no)
         missing = [field for field in required if record.get(field) is None]
@@ -143,7 +151,7 @@ def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> Iterator[tuple
         yield line_no, record
 
 
-def _json_line(path: str | Path, line_no: int, line: str) -> Any:
+def _json_line(path: str | Path, line_no: int, line: str, raw: bytes) -> Any:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -152,7 +160,8 @@ def _json_line(path: str | Path, line_no: int, line: str) -> Any:
         raise DataError(path, "malformed JSON (nested too deeply)", line_no) from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise DataError(path, f"malformed JSON ({exc})", line_no) from None
-    if "\\ud" in line or "\\uD" in line:  # an escaped UTF-16 surrogate: only a pair makes a character
+    # an escaped UTF-16 surrogate (\\ud800-\\udfff): only a pair makes a character
+    if _SURROGATE_ESCAPE.search(raw):
         try:
             json.dumps(record, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
