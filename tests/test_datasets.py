@@ -46,8 +46,12 @@ def test_embedded_history_is_the_conversation_so_far(embedded):
 # ---------------------------------------------------------------- MTRAG (real files in ../shared)
 def test_mtrag_counts_match_its_readme(mtrag_path):
     t = datasets.load("mtrag", mtrag_path)
-    assert t.corpus.num_rows == 19687
-    assert Counter(t.corpus["domain"].to_pylist()) == {"clapnq": 6026, "cloud": 6255, "fiqa": 6959, "govt": 447}
+    # 19,687 passages in the file; the three whose text is blank (judged by no one) are left out
+    assert t.corpus.num_rows == 19684
+    assert [e.split()[-1] for e in t.empty_passages] == ["ibmcld_00004-0-0", "ibmcld_01049-0-2", "ibmcld_16335-0-6"]
+    assert t.empty_passages[0] == f"{mtrag_path / 'corpus.jsonl'}:13433 ibmcld_00004-0-0"
+    assert Counter(t.corpus["domain"].to_pylist()) == {"clapnq": 6026, "cloud": 6252, "fiqa": 6959, "govt": 447}
+    assert t.domains() == datasets.domains("mtrag") == ["clapnq", "cloud", "fiqa", "govt"]
     assert t.turns.num_rows == 842
     assert pc.count_distinct(t.turns["conversation_id"]).as_py() == 110
     positives = t.qrels.filter(pc.greater(t.qrels["relevance"], 0))
@@ -160,6 +164,7 @@ def test_local_layout_with_tsv_files(tmp_path):
 def test_mtrag_validation_report_matches_its_readme(mtrag_path):
     report = datasets.validation_report(datasets.load("mtrag", mtrag_path))
     assert report["conversations"] == 110 and report["turns"] == 842
-    assert report["turns_with_positive"] == 777 and report["passages"] == 19687
+    assert report["turns_with_positive"] == 777 and report["passages"] == 19684
+    assert report["empty_passages_left_out"] == 3 and len(report["empty_passages"]) == 3
     assert report["judged_passages_missing_from_corpus"] == 0 and report["empty_utterances"] == 0
     assert report["rewrites_by_teacher"] == {"mtrag-mixtral": 777}

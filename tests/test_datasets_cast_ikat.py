@@ -275,7 +275,7 @@ def test_cast2019(tmp_path, serve, monkeypatch):
         "conversations": 2, "turns": 7, "turns_with_positive": 4, "passages": 0,
         "qrels_by_grade": {"0": 2, "1": 1, "2": 1, "3": 1, "4": 1}, "rewrites_by_teacher": {"human": 7},
         "judged_passages_missing_from_corpus": 5, "turns_with_judged_passages_missing": 4,
-        "empty_utterances": 0, "duplicate_ids": "refused at load",
+        "empty_utterances": 0, "duplicate_ids": "refused at load", "empty_passages_left_out": 0, "empty_passages": [],
     }
 
 
@@ -310,7 +310,7 @@ def test_cast2021_keeps_canonical_passages(tmp_path, serve, monkeypatch):
         "qrels_by_grade": {"0": 1, "2": 1, "3": 1, "4": 2}, "rewrites_by_teacher": {"human": 6, "cast-automatic": 6},
         # document-level qrels never name a passage id
         "judged_passages_missing_from_corpus": 5, "turns_with_judged_passages_missing": 4,
-        "empty_utterances": 0, "duplicate_ids": "refused at load",
+        "empty_utterances": 0, "duplicate_ids": "refused at load", "empty_passages_left_out": 0, "empty_passages": [],
     }
 
 
@@ -330,7 +330,7 @@ def test_cast2022_follows_the_branch(tmp_path, serve, monkeypatch):
         "conversations": 2, "turns": 6, "turns_with_positive": 3, "passages": 0,
         "qrels_by_grade": {"0": 1, "1": 1, "3": 1, "4": 1}, "rewrites_by_teacher": {"human": 6},
         "judged_passages_missing_from_corpus": 4, "turns_with_judged_passages_missing": 3,
-        "empty_utterances": 0, "duplicate_ids": "refused at load",
+        "empty_utterances": 0, "duplicate_ids": "refused at load", "empty_passages_left_out": 0, "empty_passages": [],
     }
 
 
@@ -352,7 +352,7 @@ def test_ikat2023(tmp_path, serve, monkeypatch):
         "conversations": 2, "turns": 7, "turns_with_positive": 3, "passages": 0,
         "qrels_by_grade": {"0": 1, "1": 1, "2": 1, "3": 1, "4": 1}, "rewrites_by_teacher": {"human": 7},
         "judged_passages_missing_from_corpus": 5, "turns_with_judged_passages_missing": 3,
-        "empty_utterances": 0, "duplicate_ids": "refused at load",
+        "empty_utterances": 0, "duplicate_ids": "refused at load", "empty_passages_left_out": 0, "empty_passages": [],
     }
 
 

@@ -311,7 +311,7 @@ def test_topiocqa_malformed_passage_rows(tmp_path):
     with pytest.raises(DataError, match=re.escape(f"{tsv}:1: expected a header with the columns id, text, title")):
         list(topiocqa.read_passages(tsv))
     tsv.write_text("id\ttext\ttitle\n1\tx\ty\n\t  \tz\n", encoding="utf-8")
-    with pytest.raises(DataError, match=re.escape(f"{tsv}:3: empty passage id")):
+    with pytest.raises(DataError, match=re.escape(f"{tsv}:3: passage id is empty")):
         list(topiocqa.read_passages(tsv))
     tsv.unlink()
     with pytest.raises(DataError, match=re.escape(f"{tsv}: file not found")):

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..io import read_text
-from .registry import query_id
+from ._rows import check_id, query_id
 
 _SPACE = re.compile(r"\s*")
 TURN_FIELDS = ("Conversation_no", "Turn_no", "Question", "Context")
@@ -98,7 +98,7 @@ def turn_row(record: dict[str, Any], path: Path, line: int, index: int) -> dict[
         raise DataError(path, f"record {index}: Conversation_no must be an integer or a non-empty string", line)
     if isinstance(turn, bool) or not isinstance(turn, int) or turn < 1:
         raise DataError(path, f"record {index}: Turn_no must be an integer >= 1, got {turn!r}", line)
-    conversation_id = str(conv).strip()
+    conversation_id = check_id(conv, f"record {index}: Conversation_no", path, line)
     where = f"record {index} (conversation {conversation_id!r} turn {turn})"
     question = record["Question"]
     if not isinstance(question, str):

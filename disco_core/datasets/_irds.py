@@ -27,6 +27,7 @@ from ir_datasets.formats import BaseQueries, TrecQrel, TrecQrels
 from ir_datasets.util import BaseDownload, LocalDownload
 
 from ..errors import DataError
+from ._rows import check_id
 from ._trec import record_lines
 
 # Graded 0 (fails to meet) .. 4 (fully meets): CAsT 2019-2022 evaluation qrels and iKAT 2023.
@@ -142,6 +143,8 @@ def turn_queries(dataset: Dataset, path: Path, located: Sequence[Any]) -> list[t
     read = [query for _, query in queries(dataset, path, [t.line for t in located])]
     if len(read) != len(located):
         raise DataError(path, f"ir_datasets read {len(read)} turns, the file has {len(located)}")
+    for turn, query in zip(located, read):  # ids go into TREC run files: no whitespace
+        check_id(query.query_id, f"{turn.where}: query id", path, turn.line)
     return list(zip(located, read))
 
 

@@ -10,7 +10,6 @@ of each record ir_datasets' ``TrecQrels`` reads, so its errors can name the line
 from __future__ import annotations
 
 import bisect
-import codecs
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -19,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..io import read_text
-from .registry import KeyedRows
+from ..io import read_lines, read_text
+from ._rows import KeyedRows
 
 _SPACE = re.compile(r"\s*")
 
@@ -145,17 +144,7 @@ def check_fields(path: Path, what: str, line: int, record: Mapping[str, Any],
 def record_lines(path: Path) -> list[int]:
     """The line number of each record of a TREC qrels file, as ir_datasets' ``TrecQrels`` reads it
     (every line except the exact line ``"\\n"``)."""
-    if not path.exists():
-        raise DataError(path, "file not found")
-    lines: list[int] = []
-    with path.open("rb") as handle:
-        try:
-            for number, line in enumerate(codecs.getreader("utf8")(handle), start=1):
-                if line != "\n":
-                    lines.append(number)
-        except UnicodeDecodeError as exc:
-            raise DataError(path, f"not UTF-8 text ({exc.reason})") from None
-    return lines
+    return [number for number, line in read_lines(path, keepends=True) if line != "\n"]
 
 
 def message(speaker: str, text: str | None) -> list[dict[str, str]]:

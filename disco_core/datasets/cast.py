@@ -52,7 +52,8 @@ from .. import schemas
 from ..download import RemoteFile
 from ..errors import DataError
 from ..io import read_tsv
-from .registry import DatasetSpec, DatasetTables, KeyedRows, register, source_path
+from ._rows import KeyedRows, check_id
+from .registry import DatasetSpec, DatasetTables, register, source_path
 from ._trec import Turn, check_fields, message, qrel_rows, read_topics, rewrite_row
 
 NAME = "trec-cast"
@@ -230,7 +231,8 @@ def _linear_turns(pairs: list[tuple[Turn, Any]], path: Path, turns: KeyedRows, r
         if passage:
             history += message("agent", passage)
             if turn.data.get("passage_id") is not None:
-                doc_id = f"{query.canonical_result_id}-{turn.data['passage_id']}"
+                doc_id = check_id(f"{query.canonical_result_id}-{turn.data['passage_id']}",
+                                  f"{turn.where}: canonical passage id", path, turn.line)
                 if doc_id not in corpus:  # the same canonical passage may serve several turns
                     corpus.add(doc_id, {"doc_id": doc_id, "title": "", "text": passage, "domain": None},
                                path, turn.line)
@@ -272,7 +274,7 @@ def _tree_turns(pairs: list[tuple[Turn, Any]], path: Path, turns: KeyedRows, rew
 
 def _resolved_rewrites(path: Path, turns: KeyedRows, rewrites: KeyedRows) -> None:
     """2019: the organisers' resolved utterances, ``<query_id>\\t<rewrite>`` a line, no header."""
-    for line, (query_id, text) in read_tsv(path, columns=2, header=False):
+    for line, (query_id, text) in read_tsv(path, columns=2):
         if query_id not in turns:
             raise DataError(path, f"rewrite of unknown turn {query_id!r}", line)
         _add_rewrite(rewrites, query_id, "human", text, path, line)

@@ -37,7 +37,8 @@ from pathlib import Path
 from .. import schemas
 from ..download import RemoteFile
 from ..errors import DataError
-from .registry import DatasetSpec, DatasetTables, KeyedRows, register, source_path
+from ._rows import KeyedRows
+from .registry import DatasetSpec, DatasetTables, register, source_path
 from ._trec import check_fields, message, qrel_rows, read_topics, rewrite_row
 
 NAME = "trec-ikat"

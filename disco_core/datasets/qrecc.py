@@ -36,7 +36,9 @@ from pathlib import Path, PurePosixPath
 from .. import schemas
 from ..download import RemoteFile
 from ..errors import DataError
-from .registry import DatasetSpec, DatasetTables, KeyedRows, register
+from ..io import decode_text
+from ._rows import KeyedRows
+from .registry import DatasetSpec, DatasetTables, register
 from ._convqa import json_records, optional_text, turn_row
 
 ARCHIVE = "qrecc_data.zip"
@@ -66,10 +68,7 @@ def read_member(archive: Path, name: str) -> tuple[Path, str]:
     except zipfile.BadZipFile as exc:
         raise DataError(archive, f"not a readable zip archive ({exc})") from None
     path = archive / found[0]
-    try:
-        return path, data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return path, decode_text(path, data)
 
 
 def load_qrecc(root: Path, split: str) -> DatasetTables:

@@ -2,14 +2,16 @@
 
 Modelled on ir_datasets' registry: each entry names its source, licence and parser; ``load`` turns
 the source files into :class:`DatasetTables` (see :mod:`disco_core.schemas`). Loaders report bad
-records with the file and line (:class:`~disco_core.errors.DataError`).
+records with the file and line (:class:`~disco_core.errors.DataError`), through the field checks of
+:mod:`disco_core.datasets._rows`. ``domains`` lists a dataset's domains; ``load(..., domains=...)``
+refuses unknown ones and names that could become paths (:class:`~disco_core.errors.ConfigError`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,22 +29,37 @@ TABLES = ("corpus", "turns", "qrels", "rewrites")
 class DatasetTables:
     """The canonical tables of a dataset. A very large collection comes as ``corpus_chunks`` (a
     function returning an iterator of corpus tables, streamed to disk with bounded memory) and
-    ``corpus`` is then None."""
+    ``corpus`` is then None. ``empty_passages``: ``file:line doc_id`` of each passage left out of
+    the corpus because its text is empty (filled while a streamed corpus is read)."""
 
     corpus: pa.Table | None
     turns: pa.Table
     qrels: pa.Table
     rewrites: pa.Table
     corpus_chunks: Callable[[], Iterator[pa.Table]] | None = None
+    empty_passages: list[str] = field(default_factory=list)
 
     def items(self):
         return ((name, getattr(self, name)) for name in TABLES)
 
-    def filter_domains(self, domains: list[str] | None) -> DatasetTables:
+    def domains(self) -> list[str]:
+        """The domains of the turns (what ``filter_domains`` can keep), sorted."""
+        return sorted(d for d in pc.unique(self.turns["domain"]).to_pylist() if d is not None)
+
+    def filter_domains(self, domains: list[str] | None, dataset: str = "the dataset") -> DatasetTables:
+        """Keep the turns of ``domains`` with their judgments and rewrites, and the passages of
+        those domains; an unknown domain is a :class:`ConfigError` listing the known ones."""
         if not domains:
             return self
+        check_domain_names(domains)
+        known = self.domains()
+        unknown = [d for d in domains if d not in known]
+        if unknown:
+            listed = f"its domains are {', '.join(known)}" if known else "it has no domains"
+            raise ConfigError(f"dataset.domains: {dataset} has no domain {', '.join(map(repr, unknown))}; {listed}")
         if self.corpus is None:
-            raise ConfigError("domain filtering needs an in-memory corpus")
+            raise ConfigError("dataset.domains: domain filtering needs an in-memory corpus "
+                              "(not with dataset.collection or a streamed collection)")
         keep = pa.array(domains)
         turns = self.turns.filter(pc.is_in(self.turns["domain"], keep))
         queries = turns["query_id"]
@@ -51,7 +68,20 @@ class DatasetTables:
             turns=turns,
             qrels=self.qrels.filter(pc.is_in(self.qrels["query_id"], queries)),
             rewrites=self.rewrites.filter(pc.is_in(self.rewrites["query_id"], queries)),
+            empty_passages=self.empty_passages,
         )
+
+
+def check_domain_names(domains: list[str]) -> None:
+    """Refuse domain names that are not plain names: empty, ``.``/``..``, or holding a path
+    separator or a control character (domains name folders of the work dir)."""
+    for name in domains:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"dataset.domains: {name!r} is not a domain name")
+        if (name in (".", "..") or any(sep in name for sep in ("/", "\\", os.sep))
+                or any(ord(c) < 0x20 for c in name)):
+            raise ConfigError(f"dataset.domains: {name!r} is not a domain name (no path separators, "
+                              "'.' or '..', or control characters)")
 
 
 @dataclass(frozen=True)
@@ -75,6 +105,8 @@ class DatasetSpec:
     # The ir_datasets id whose documents are the full collection, streamed into the corpus when
     # ``dataset.collection`` is on (ir_datasets downloads it on first use: tens of GB for CAsT).
     collection: str | None = None
+    # The domains of the default source, when known without loading it (``domains`` lists them).
+    domains: tuple[str, ...] = ()
 
     @property
     def folder_name(self) -> str:
@@ -146,14 +178,29 @@ def load(name: str, path: str | Path | None = None, domains: list[str] | None = 
     spec = get(name)
     if collection and not spec.collection:
         raise ConfigError(f"dataset {name!r} names no document collection to stream (dataset.collection)")
+    if domains:
+        check_domain_names(domains)
     root = download(name, cache_dir, mirror) if spec.files and not path else source_path(name, path, cache_dir)
     if not root.exists():
         raise DataError(root, f"source folder of dataset {name!r} not found")
-    tables = spec.loader(root).filter_domains(domains)
+    tables = spec.loader(root)
+    if not tables.turns.num_rows:
+        raise DataError(root, f"dataset {name!r} has no turns (no conversations to retrieve for)")
+    tables = tables.filter_domains(domains, f"dataset {name!r}")
     if collection:
         tables = _with_collection(tables, spec.collection)
     return DatasetTables(**{n: schemas.validate(n, t, source=root) if t is not None else None
-                            for n, t in tables.items()}, corpus_chunks=tables.corpus_chunks)
+                            for n, t in tables.items()}, corpus_chunks=tables.corpus_chunks,
+                         empty_passages=tables.empty_passages)
+
+
+def domains(name: str, path: str | Path | None = None, cache_dir: str | Path | None = None) -> list[str]:
+    """The domains of a dataset's turns (the values ``dataset.domains`` may take), sorted: from the
+    registry entry when it lists them and no ``path`` is given, else by loading the dataset."""
+    spec = get(name)
+    if spec.domains and not path:
+        return sorted(spec.domains)
+    return load(name, path, cache_dir=cache_dir).domains()
 
 
 def _with_collection(tables: DatasetTables, collection: str) -> DatasetTables:
@@ -168,7 +215,7 @@ def _with_collection(tables: DatasetTables, collection: str) -> DatasetTables:
         yield from _irds.docs_chunks(collection)
 
     return DatasetTables(corpus=None, turns=tables.turns, qrels=tables.qrels, rewrites=tables.rewrites,
-                         corpus_chunks=chunks)
+                         corpus_chunks=chunks, empty_passages=tables.empty_passages)
 
 
 def validation_report(tables: DatasetTables, corpus_file: Path | None = None) -> dict:
@@ -203,37 +250,9 @@ def validation_report(tables: DatasetTables, corpus_file: Path | None = None) ->
         "judged_passages_missing_from_corpus": len(missing_docs),
         "turns_with_judged_passages_missing": len(turns_missing),
         "empty_utterances": len(empty),
+        # left out of the corpus (file:line doc_id); a judgment naming one fails the load
+        "empty_passages_left_out": len(tables.empty_passages),
+        "empty_passages": tables.empty_passages[:20],
         # not a count: a duplicate id fails the load, naming both places it was seen
         "duplicate_ids": "refused at load",
     }
-
-
-class KeyedRows:
-    """Rows of one table, refusing a duplicate key with both places it was seen."""
-
-    def __init__(self, what: str):
-        self.what = what
-        self.rows: list[dict] = []
-        self.seen: dict[object, str] = {}
-
-    def add(self, key: object, row: dict, path: Path, line: int) -> None:
-        if key in self.seen:
-            raise DataError(path, f"duplicate {self.what} {key!r} (first seen at {self.seen[key]})", line)
-        self.seen[key] = f"{path}:{line}"
-        self.rows.append(row)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.seen
-
-
-def query_id(conversation_id: str, turn: int) -> str:
-    """The query id of a turn, where a dataset has none of its own: ``<conversation>_<turn>``."""
-    return f"{conversation_id}_{turn}"
-
-
-def check_judgment(path: Path, line: int, qid: str, doc_id: str, turns: KeyedRows, corpus: KeyedRows) -> None:
-    """A judgment must name a known turn and a document of the corpus."""
-    if qid not in turns:
-        raise DataError(path, f"judgment for unknown query {qid!r}", line)
-    if doc_id not in corpus:
-        raise DataError(path, f"judgment names unknown document {doc_id!r}", line)

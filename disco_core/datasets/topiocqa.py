@@ -41,7 +41,9 @@ import pyarrow as pa
 from .. import schemas
 from ..download import RemoteFile
 from ..errors import DataError
-from .registry import DatasetSpec, DatasetTables, KeyedRows, register
+from ..io import read_lines
+from ._rows import KeyedRows, check_id
+from .registry import DatasetSpec, DatasetTables, register
 from ._convqa import optional_text, read_json_records, turn_row
 
 CORPUS_FILE = "full_wiki_segments.tsv"
@@ -72,44 +74,45 @@ def render_title(title: str) -> str:
     return ": ".join(part for part in (p.strip() for p in title.split("[SEP]")) if part)
 
 
-def read_passages(path: Path, chunk_rows: int | None = None) -> Iterator[pa.Table]:
+def read_passages(path: Path, chunk_rows: int | None = None, empty: list[str] | None = None) -> Iterator[pa.Table]:
     """Stream ``full_wiki_segments.tsv`` as corpus tables of ``chunk_rows`` rows (the last one
-    shorter). Bad rows raise :class:`DataError` with the line where the row starts."""
+    shorter). Bad rows raise :class:`DataError` with the line where the row starts. A passage with
+    empty text is left out and listed in ``empty`` (``file:line doc_id``), as in every layout."""
     size = chunk_rows or CHUNK_ROWS
-    if not path.exists():
-        raise DataError(path, "file not found")
-    with path.open("r", encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t")
-        columns: dict[str, list] = {"doc_id": [], "title": [], "text": [], "domain": []}
-        start = 1
-        try:
-            header = next(reader, None)
-            if header is None or sorted(header) != sorted(PASSAGE_COLUMNS):
-                raise DataError(path, f"expected a header with the columns {', '.join(PASSAGE_COLUMNS)}, "
-                                f"found {header!r}", 1)
-            at = {name: header.index(name) for name in PASSAGE_COLUMNS}
-            start = reader.line_num + 1
-            for row in reader:
-                if not row:  # a blank line
-                    start = reader.line_num + 1
-                    continue
+    empty = [] if empty is None else empty
+    empty.clear()
+    # the lines come through io.read_lines: UTF-8 checked, another encoding named with its line
+    reader = csv.reader((line for _, line in read_lines(path, keepends=True)), delimiter="\t")
+    columns: dict[str, list] = {"doc_id": [], "title": [], "text": [], "domain": []}
+    start, passages = 0, 0  # start: the line before the current row
+    try:
+        header = next(reader, None)
+        if header is None or sorted(header) != sorted(PASSAGE_COLUMNS):
+            raise DataError(path, f"expected a header with the columns {', '.join(PASSAGE_COLUMNS)}, "
+                            f"found {header!r}", 1)
+        at = {name: header.index(name) for name in PASSAGE_COLUMNS}
+        start = reader.line_num
+        for row in reader:
+            if row:  # not a blank line
                 if len(row) != len(PASSAGE_COLUMNS):
-                    raise DataError(path, f"expected {len(PASSAGE_COLUMNS)} fields, found {len(row)}", start)
-                doc_id = row[at["id"]].strip()
-                if not doc_id:
-                    raise DataError(path, "empty passage id", start)
-                columns["doc_id"].append(doc_id)
-                columns["title"].append(render_title(row[at["title"]]))
-                columns["text"].append(row[at["text"]].strip())
-                columns["domain"].append(None)
+                    raise DataError(path, f"expected {len(PASSAGE_COLUMNS)} fields, found {len(row)}", start + 1)
+                doc_id = check_id(row[at["id"]], "passage id", path, start + 1)
+                if row[at["text"]].strip():
+                    columns["doc_id"].append(doc_id)
+                    columns["title"].append(render_title(row[at["title"]]))
+                    columns["text"].append(row[at["text"]].strip())
+                    columns["domain"].append(None)
+                    passages += 1
+                else:
+                    empty.append(f"{path}:{start + 1} {doc_id}")
                 if len(columns["doc_id"]) >= size:
                     yield schemas.to_table("corpus", columns)
                     columns = {name: [] for name in columns}
-                start = reader.line_num + 1
-        except csv.Error as exc:
-            raise DataError(path, f"malformed TSV ({exc})", start) from None
-        except UnicodeDecodeError as exc:
-            raise DataError(path, f"not UTF-8 text ({exc.reason})", start) from None
+            start = reader.line_num  # the next row starts on the line after this one
+    except csv.Error as exc:
+        raise DataError(path, f"malformed TSV ({exc})", start + 1) from None
+    if not passages:
+        raise DataError(path, "the corpus has no passages" + (f" ({len(empty)}, all with empty text)" if empty else ""))
     if columns["doc_id"]:
         yield schemas.to_table("corpus", columns)
 
@@ -119,7 +122,7 @@ def load_topiocqa(root: Path, split: str) -> DatasetTables:
     if not corpus_path.exists():
         raise DataError(corpus_path, "file not found")
     conv_path = root / conversations_file(split)
-    turns, qrels = KeyedRows("query_id"), []
+    turns, qrels, empty = KeyedRows("query_id"), [], []
     for line, index, record in read_json_records(conv_path):
         row = turn_row(record, conv_path, line, index)
         qid = row["query_id"]
@@ -141,7 +144,8 @@ def load_topiocqa(root: Path, split: str) -> DatasetTables:
         turns=schemas.to_table("turns", turns.rows),
         qrels=schemas.to_table("qrels", qrels),
         rewrites=schemas.to_table("rewrites", []),
-        corpus_chunks=lambda: read_passages(corpus_path),
+        corpus_chunks=lambda: read_passages(corpus_path, empty=empty),
+        empty_passages=empty,
     )
 
 
