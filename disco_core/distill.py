@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .encoder import SpladeEncoder
+from .models import LOADING
 
 if TYPE_CHECKING:  # the settings object only: a config edit must not retrain students
     from .config import TrainConfig
@@ -275,7 +276,8 @@ class Trainer:
     def _load_weights(self, checkpoint: Path) -> None:
         from transformers import AutoModelForMaskedLM
 
-        state_model = AutoModelForMaskedLM.from_pretrained(checkpoint)
+        with LOADING:
+            state_model = AutoModelForMaskedLM.from_pretrained(checkpoint)
         self.student.model.load_state_dict(state_model.state_dict())
 
     def save_final(self, folder: str | Path, epoch: int | None = None) -> Path:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .models import resolve_model
+from .models import LOADING, resolve_model
 
 import torch  # noqa: E402
 from transformers import AutoModelForMaskedLM, AutoTokenizer  # noqa: E402
@@ -58,8 +58,9 @@ class SpladeEncoder:
             torch.set_num_threads(threads)
         self.name = model
         path = resolve_model(model)
-        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
-        self.model = model_obj if model_obj is not None else AutoModelForMaskedLM.from_pretrained(path)
+        with LOADING:
+            self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
+            self.model = model_obj if model_obj is not None else AutoModelForMaskedLM.from_pretrained(path)
         self.model.eval().to(device)
         self.device = torch.device(device)
         self.max_length = max_length

@@ -7,6 +7,7 @@ Aliases keep the default runnable offline; any Hugging Face id or local folder g
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 
 from .errors import ConfigError
@@ -35,3 +36,9 @@ def resolve_model(name_or_path: str) -> str:
     if name_or_path in MODEL_ALIASES:
         return str(MODEL_ALIASES[name_or_path]())
     return str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().exists() else name_or_path
+
+
+# transformers builds a model under a process-wide "empty weights" (meta device) context that is
+# not thread-safe: two threads loading at once can leave one model on the meta device. Stages run
+# in threads, so every from_pretrained of the library goes through this lock.
+LOADING = threading.RLock()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 
 import tasks  # noqa: F401  (environment defaults, stage declarations)
 
@@ -42,7 +43,8 @@ def run_tags() -> list[str]:
     return ["disco", f"pid:{os.getpid()}", f"host:{socket.gethostname()}"]
 
 
-def submit(graph: Graph, ids: list[str], force: list[str] = ()) -> dict[str, StageResult]:
+def submit(graph: Graph, ids: list[str], force: list[str] = (),
+           on_progress: Callable[[set[str]], None] | None = None) -> dict[str, StageResult]:
     """Run the instances ``ids`` need, each as a task given its inputs' futures; wait for all.
     Instances whose inputs are all known and whose outputs are fresh are cache hits at once, with
     no task; the rest run on the task runner, independent ones concurrently. A failure stops what
@@ -64,7 +66,7 @@ def submit(graph: Graph, ids: list[str], force: list[str] = ()) -> dict[str, Sta
                 hits[node.id] = hit
                 continue
         futures[node.id] = options(node).submit(node, inputs, force=node.id in forced)
-    wait(list(futures.values()))
+    _wait(futures, set(hits), on_progress)
     results, errors = dict(hits), []
     for node_id, future in futures.items():
         state = future.state
@@ -79,6 +81,18 @@ def submit(graph: Graph, ids: list[str], force: list[str] = ()) -> dict[str, Sta
     if missing:
         raise RuntimeError(f"stages did not finish: {missing}")
     return results
+
+
+def _wait(futures: dict, done: set[str], on_progress, every: float = 10.0) -> None:
+    """Wait for every future; tell ``on_progress`` the finished instance ids as they finish."""
+    pending = dict(futures)
+    while True:
+        if on_progress is not None:
+            on_progress(done | {i for i in futures if i not in pending})
+        if not pending:
+            return
+        finished, _ = wait(list(pending.values()), timeout=every if on_progress else None)
+        pending = {i: f for i, f in pending.items() if f not in finished}
 
 
 def _need_ids(node) -> list[str]:

@@ -1,0 +1,279 @@
+"""Sweeps: a grid of pipeline configurations ("cells") and the leaderboard of their evaluations.
+
+A sweep file (YAML)::
+
+    name: mtrag-lodo
+    config: data/configs/mtrag.yaml        # the base configuration (optional)
+    set: {teachers: [{backend: dataset}]}  # overrides for every cell (dotted keys)
+    axes:                                  # the cells: the product of the axes
+      fold:                                # a named axis: each value is a set of overrides
+        govt: {train.data: [{dataset: mtrag, split: "domain:clapnq,cloud,fiqa"}], evaluation.split: "domain:govt"}
+        fiqa: {...}
+      train.seed: [1, 2, 3]                # a setting axis: its values
+    variants: [last_turn, rewrite, student, rrf]   # evaluated in every cell (evaluation.variants)
+    fusions: [{name: rrf, method: rrf, variants: [student, rewrite]}]
+    baseline: last_turn                    # significance is against this variant, cell by cell
+    seeds: train.seed                      # averaged over (mean and std); default: train.seed if an axis
+
+Every cell is an ordinary cached pipeline, so a repeated sweep runs nothing and a new axis value runs
+only its new cells. Leaderboard rows are (axes, variant) with each metric's mean and standard
+deviation over the seeds, and a paired t-test against the baseline on the seed-mean per-query scores.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import yaml
+
+from .config import Config, apply_override, read_yaml, validate
+from .errors import ConfigError
+
+SPEC_KEYS = {"name", "config", "set", "axes", "variants", "fusions", "baseline", "seeds", "metrics", "report"}
+STUDENTS_ALL = "students:*"  # a variant entry: every student trained in the work dir
+
+
+@dataclass
+class Cell:
+    """One configuration of the grid: its axis values and its resolved config."""
+
+    labels: dict[str, str]
+    config: Config
+
+    @property
+    def name(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.labels.items()) or "default"
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    path: Path
+    base: dict
+    axes: dict[str, dict[str, dict]]  # axis -> value label -> overrides
+    variants: list[str]
+    baseline: str
+    seeds: str | None
+    metrics: list[str] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _set(data: dict, dotted: str, value: Any, where: str) -> None:
+    """``data[a][b] = value`` for ``a.b`` (a value, not YAML text)."""
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{where}: {dotted!r}: {key!r} is not a section")
+    node[keys[-1]] = copy.deepcopy(value)
+
+
+def _mapping(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
+    """Read and check a sweep file (``overrides``: ``--set`` for every cell)."""
+    path = Path(path)
+    raw = read_yaml(path)
+    unknown = sorted(set(raw) - SPEC_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; a sweep has {', '.join(sorted(SPEC_KEYS))}")
+    base: dict = {}
+    if raw.get("config"):
+        config = Path(raw["config"])
+        config = config if config.exists() or config.is_absolute() else path.parent / config
+        base = read_yaml(config)
+    for dotted, value in _mapping(raw.get("set"), f"{path}: set").items():
+        _set(base, dotted, value, f"{path}: set")
+    for assignment in overrides:
+        apply_override(base, assignment)
+    axes = {}
+    for axis, values in _mapping(raw.get("axes"), f"{path}: axes").items():
+        if isinstance(values, dict):
+            axes[axis] = {str(k): _mapping(v, f"{path}: axes.{axis}.{k}") for k, v in values.items()}
+        elif isinstance(values, list):
+            axes[axis] = {_label(v): {axis: v} for v in values}
+        else:
+            raise ConfigError(f"{path}: axes.{axis}: a list of values or a mapping of named override sets")
+        if not axes[axis]:
+            raise ConfigError(f"{path}: axes.{axis} is empty: the grid has no cell")
+    variants = raw.get("variants") or base.get("evaluation", {}).get("variants") or ["last_turn"]
+    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+        raise ConfigError(f"{path}: variants must be a list of names")
+    seeds = raw.get("seeds", "train.seed" if "train.seed" in axes else None)
+    if seeds is not None and seeds not in axes:
+        raise ConfigError(f"{path}: seeds: {seeds!r} is not an axis ({', '.join(axes) or 'none'})")
+    baseline = raw.get("baseline", variants[0])
+    if baseline not in variants:
+        raise ConfigError(f"{path}: baseline {baseline!r} is not among the variants {variants}")
+    if raw.get("fusions") is not None:
+        _set(base, "evaluation.fusions", raw["fusions"], f"{path}: fusions")
+    if raw.get("metrics") is not None:
+        _set(base, "evaluation.metrics", raw["metrics"], f"{path}: metrics")
+    _set(base, "report.enabled", bool(raw.get("report", False)), str(path))
+    return SweepSpec(str(raw.get("name") or path.stem), path, base, axes, variants, baseline, seeds,
+                     raw.get("metrics"))
+
+
+def _label(value: Any) -> str:
+    return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
+
+
+def expand(spec: SweepSpec, students: list[str] = ()) -> list[Cell]:
+    """Every cell of the grid, validated (a bad value fails here, naming the cell)."""
+    variants = [s for v in spec.variants for s in ([f"student:{n}" for n in students] if v == STUDENTS_ALL else [v])]
+    cells = []
+    names, choices = list(spec.axes), [list(spec.axes[a].items()) for a in spec.axes]
+    for combo in itertools.product(*choices):
+        data = copy.deepcopy(spec.base)
+        _set(data, "evaluation.variants", variants, str(spec.path))  # a cell may still set its own
+        labels = {}
+        for axis, (label, overrides) in zip(names, combo):
+            labels[axis] = label
+            for dotted, value in overrides.items():
+                _set(data, dotted, value, f"{spec.path}: axes.{axis}.{label}")
+        where = f"{spec.path}: cell {','.join(f'{k}={v}' for k, v in labels.items()) or 'default'}: "
+        cells.append(Cell(labels, validate(data, where)))
+    return cells
+
+
+# ------------------------------------------------------------------ the leaderboard
+def leaderboard_rows(spec: SweepSpec, cells: list[Cell], evaluations: list) -> list[dict]:
+    """One row per (cell, variant): axis values, metric means (``evaluations``: the cells'
+    :class:`~disco_core.evaluation.Evaluation`, in cell order)."""
+    rows = []
+    for cell, ev in zip(cells, evaluations):
+        for variant, scores in ev.scores.items():
+            rows.append({**cell.labels, "variant": variant, "n_queries": ev.n_queries,
+                         **{m: float(s) for m, s in scores.items()}})
+    return rows
+
+
+def aggregate(spec: SweepSpec, cells: list[Cell], evaluations: list) -> tuple[list[dict], list[str]]:
+    """Rows grouped over the seed axis: mean, std, seeds, and the paired t-test p-value of each
+    metric against the baseline variant (on per-query scores averaged over seeds)."""
+    from scipy import stats
+
+    keys = [a for a in spec.axes if a != spec.seeds]
+    metrics = evaluations[0].metrics if evaluations else []
+    groups: dict[tuple, list] = {}
+    for cell, ev in zip(cells, evaluations):
+        groups.setdefault(tuple(cell.labels[k] for k in keys), []).append(ev)
+    out = []
+    for group, evs in groups.items():
+        for variant in evs[0].scores:
+            row: dict = {**dict(zip(keys, group)), "variant": variant, "seeds": len(evs), "n_queries": evs[0].n_queries}
+            for m in metrics:
+                values = [ev.scores[variant][m] for ev in evs]
+                row[m] = sum(values) / len(values)
+                row[f"{m} std"] = _std(values)
+                if variant != spec.baseline:
+                    mine, base = _per_query_mean(evs, variant, m), _per_query_mean(evs, spec.baseline, m)
+                    common = sorted(set(mine) & set(base))
+                    differs = any(mine[q] != base[q] for q in common)
+                    row[f"{m} p"] = float(stats.ttest_rel([mine[q] for q in common], [base[q] for q in common]).pvalue) \
+                        if len(common) > 1 and differs else 1.0
+            out.append(row)
+    return out, metrics
+
+
+def _std(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _per_query_mean(evs: list, variant: str, metric: str) -> dict[str, float]:
+    sums: dict[str, float] = {}
+    for ev in evs:
+        for q, v in ev.per_query[variant][metric].items():
+            sums[q] = sums.get(q, 0.0) + v / len(evs)
+    return sums
+
+
+def to_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows)
+
+
+def markdown(spec: SweepSpec, rows: list[dict], metrics: list[str], max_p: float = 0.05) -> str:
+    """The leaderboard (mean ± std over seeds; ``*`` = differs from the baseline, paired t-test),
+    then, for a sweep with one other axis, a table of the main metric with that axis as columns."""
+    from .evaluation import label
+
+    keys = [k for k in spec.axes if k != spec.seeds]
+    seeds = f" over {rows[0]['seeds']} seeds ({spec.seeds})" if rows and spec.seeds else ""
+    head = keys + ["variant"] + [label(m) for m in metrics] + ["n"]
+    lines = [f"# Sweep {spec.name}", "", f"Mean{' ± std' if seeds else ''}{seeds}; `*` = differs from "
+             f"`{spec.baseline}` in the same cell with p < {max_p} (paired t-test over queries"
+             f"{' on seed-mean scores' if seeds else ''}).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * (len(keys) + 1) + "---:|" * (len(metrics) + 1)]
+    for r in rows:
+        cells = [str(r[k]) for k in keys] + [r["variant"]] + [_cell(r, m, max_p, bool(seeds)) for m in metrics]
+        lines.append("| " + " | ".join(cells + [str(r["n_queries"])]) + " |")
+    if len(keys) == 1 and metrics:
+        lines += ["", _pivot(keys[0], rows, metrics[0], max_p, bool(seeds))]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(row: dict, metric: str, max_p: float, with_std: bool) -> str:
+    mark = "*" if row.get(f"{metric} p", 1.0) < max_p else ""
+    std = f" ± {row[f'{metric} std']:.4f}" if with_std else ""
+    return f"{row[metric]:.4f}{std}{mark}"
+
+
+def _pivot(axis: str, rows: list[dict], metric: str, max_p: float, with_std: bool) -> str:
+    from .evaluation import label
+
+    columns = list(dict.fromkeys(r[axis] for r in rows))
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    by = {(r["variant"], r[axis]): r for r in rows}
+    lines = [f"## {label(metric)} by {axis}", "", "| variant | " + " | ".join(columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for v in variants:
+        lines.append(f"| {v} | " + " | ".join(_cell(by[(v, c)], metric, max_p, with_std) if (v, c) in by else ""
+                                               for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], metric: str, spec: SweepSpec, path: str | Path) -> Path:
+    """Bars of ``metric`` per variant, grouped by the first non-seed axis, with std error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .evaluation import label
+    from .io import atomic_path
+
+    keys = [k for k in spec.axes if k != spec.seeds]
+    group = (lambda r: ",".join(str(r[k]) for k in keys)) if keys else (lambda r: "all")
+    groups = list(dict.fromkeys(group(r) for r in rows))
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    width = 0.8 / max(len(variants), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(groups) * max(1, len(variants) / 3)), 4))
+    for i, v in enumerate(variants):
+        by = {group(r): r for r in rows if r["variant"] == v}
+        xs = [g + i * width for g in range(len(groups))]
+        ax.bar(xs, [by[g][metric] if g in by else 0 for g in groups], width,
+               yerr=[by[g].get(f"{metric} std", 0) if g in by else 0 for g in groups], label=v, capsize=2)
+    ax.set_xticks([g + width * (len(variants) - 1) / 2 for g in range(len(groups))], groups, fontsize=8)
+    ax.set(ylabel=label(metric), title=f"sweep {spec.name}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
