@@ -146,7 +146,7 @@ def tiny_task(encoder):
 
 
 def settings(**kw):
-    base = dict(seed=3, batch_size=4, epochs=2, negatives=4, negative_ranks=(2, 30), max_length=32,
+    base = dict(seed=3, batch_size=4, epochs=2, negatives=4, negative_ranks=[2, 30], max_length=32,
                 learning_rate=1e-3, log_every=1)
     return TrainConfig(**{**base, **kw})
 
@@ -204,3 +204,45 @@ def test_another_example_of_the_same_turn_is_no_in_batch_negative(tiny_task, tmp
     assert twice["ce"].item() == pytest.approx(0.0, abs=1e-6)
     distinct = trainer.batch_loss(examples[:2], np.random.default_rng(0))
     assert distinct["ce"].item() > 0
+
+
+def test_checkpoint_selection_on_a_dev_set(tiny_task, tmp_path):
+    """With a dev set the trainer scores each epoch (real MRR@10 over an index) and keeps the best
+    epoch's weights; resumed from a checkpoint, the dev history comes back too."""
+    from transformers import AutoModelForMaskedLM
+
+    from disco_core.distill import DevSet, dev_evaluator
+    from disco_core.index import InvertedIndex
+
+    doc_matrix, _, examples = tiny_task
+    doc_ids = [f"d{i}" for i in range(doc_matrix.shape[0])]
+    index = InvertedIndex.build(doc_matrix, doc_ids)
+    dev = DevSet([e.query_id for e in examples[:6]], [e.text for e in examples[:6]],
+                 {e.query_id: {doc_ids[int(e.positives[0])]: 1} for e in examples[:6]}, index)
+    trainer = Trainer("splade-tiny", settings(epochs=3), doc_matrix, tmp_path / "t")
+    history = trainer.train(examples[6:], dev=dev_evaluator([dev]))
+    scores = trainer.dev_scores()
+    assert sorted(scores) == [1, 2, 3] and all(0 <= v <= 1 for v in scores.values())
+    assert [h["epoch"] for h in history if "dev" in h] == [1, 2, 3]
+    best = trainer.best_epoch()
+    assert scores[best] == max(scores.values())
+    folder = trainer.save_final(tmp_path / "model", best)
+    kept = AutoModelForMaskedLM.from_pretrained(folder).state_dict()
+    checkpoint = AutoModelForMaskedLM.from_pretrained(tmp_path / "t" / "checkpoints" / f"epoch-{best}").state_dict()
+    for name in kept:
+        torch.testing.assert_close(kept[name], checkpoint[name])
+    again = Trainer("splade-tiny", settings(epochs=3), doc_matrix, tmp_path / "t")
+    again.train(examples[6:], dev=dev_evaluator([dev]))
+    assert again.resumed_epochs == 3 and again.dev_scores() == scores
+
+
+def test_checkpoint_state_loads_with_weights_only(tiny_task, tmp_path):
+    """Checkpoints hold tensors only in the pickle (torch.load(weights_only=True)), the rest as JSON."""
+    import json
+
+    doc_matrix, _, examples = tiny_task
+    Trainer("splade-tiny", settings(epochs=1), doc_matrix, tmp_path / "t").train(examples)
+    folder = tmp_path / "t" / "checkpoints" / "epoch-1"
+    state = torch.load(folder / "trainer_state.pt", weights_only=True)
+    assert set(state) == {"optimizer", "torch_rng"}
+    assert json.loads((folder / "trainer_state.json").read_text()) == {"step": 3, "epoch": 1}
