@@ -36,6 +36,31 @@ CITATION = """@inproceedings{lupart2025disco,
 }"""
 
 
+def describe_teacher(name: str, backend: str, models: list[str | None] = ()) -> dict:
+    """A ``teachers`` entry: ``models`` is the ``model`` column of the teacher's rewrites table
+    (the LLM that wrote them; null for people's rewrites and files without that record)."""
+    named = sorted({m for m in models if m})
+    llm = ", ".join(named) if named else ("people" if name == "human" else "unknown")
+    return {"name": name, "backend": backend, "llm": llm}
+
+
+def student_provenance(cfg, teachers: list[dict], split: dict, scores: dict, **more) -> dict:
+    """The provenance of a pipeline run's student from its :class:`~disco_core.config.Config`.
+
+    ``teachers``: :func:`describe_teacher` entries; ``split``: counts of train/test conversations
+    and turns and training examples; ``scores``: ``{"test": Evaluation, ...}``; ``more``: any other
+    key (``student``, ``query_nonzeros``, ``name``, ``license``)."""
+    from .datasets import registry
+
+    spec = registry.REGISTRY.get(cfg.dataset.name)
+    dataset = {"name": cfg.dataset.name, **({"license": spec.license, "source": spec.source} if spec else {})}
+    return {"base_model": cfg.encoder.model, "document_model": cfg.encoder.model, "dataset": dataset,
+            "split": {"test_fraction": cfg.distill.test_fraction, "seed": cfg.distill.split_seed, **split},
+            "teachers": teachers, "fusion": cfg.distill.fusion, "conversation": {"answers": cfg.conversation.answers},
+            "settings": cfg.train.model_dump(mode="json"), "query_max_length": cfg.train.max_length,
+            "document_max_length": cfg.encoder.doc_max_length, "scores": scores, "llm_calls": 0, **more}
+
+
 def as_dict(evaluation) -> dict:
     """An Evaluation (or its dict) as a JSON-able dict."""
     return evaluation.to_dict() if hasattr(evaluation, "to_dict") else dict(evaluation)

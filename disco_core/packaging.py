@@ -88,6 +88,13 @@ def _query_route_at_root(folder: Path) -> None:
     config_path.write_text(json.dumps(config, indent=4))
 
 
+def _readable(folder: Path) -> None:
+    """Files as a shared model folder should be (some writers leave 0600 temporary-file modes)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(0o644)
+
+
 def save_student(folder: str | Path, student_model_dir: str | Path, document_model: str, provenance: dict,
                  query_max_length: int | None = None, document_max_length: int | None = None) -> Path:
     """Write the loadable student folder (see the module docstring) and return it.
@@ -112,8 +119,9 @@ def save_student(folder: str | Path, student_model_dir: str | Path, document_mod
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(str(tmp), create_model_card=False)
     _query_route_at_root(tmp)
-    write_text_atomic(tmp / "README.md", model_card.render(provenance))
-    write_text_atomic(tmp / PROVENANCE_FILE, json.dumps(provenance, indent=2, default=str))
+    (tmp / "README.md").write_text(model_card.render(provenance), encoding="utf-8")
+    (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
+    _readable(tmp)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return folder
@@ -141,6 +149,7 @@ def publish(folder: str | Path, repo_id: str, token: str | None = None, private:
     if provenance_path.exists():
         card = model_card.render(json.loads(provenance_path.read_text()), repo_id=repo_id)
         write_text_atomic(folder / "README.md", card)
+        _readable(folder)
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",

@@ -1,4 +1,4 @@
-"""The DiSCo authors' released files, in and out, and TREC files for ``trec_eval``.
+"""The DiSCo authors' released files, in and out: teacher runs and rewrites, with query id maps.
 
 Formats (from the authors' code, github.com/SimonLupart/disco-conv-splade, ``splade/hf/datasets.py``
 and ``setup_script/``; their Hugging Face datasets ``slupart/*-distillation-*`` and
@@ -10,7 +10,7 @@ teacher run   ``run.json``: one JSON object ``{query id: {doc id: score}}``, the
 rewrites      ``*.parquet`` with columns ``id`` and ``text`` (their Hugging Face rewrite datasets), or
               ``id<TAB>text`` lines without a header (``.tsv``/``.txt``), or a JSON object
               ``{id: text}`` (``.json``); read as a ``rewrites`` table.
-TREC qrels    ``qid 0 docid grade`` lines; TREC runs: :func:`disco_core.runs.write_trec`.
+(TREC qrels and runs for ``trec_eval``: :mod:`disco_core.trec`.)
 
 Query ids. Ours are the dataset's own (``<conversation>_<turn>`` for TopiOCQA and QReCC, see
 ``disco_core/datasets``). The authors' QReCC files use ``<Conversation_no>_<Turn_no>``: the same ids,
@@ -38,7 +38,6 @@ from . import schemas
 from .datasets._convqa import read_json_records
 from .errors import ConfigError, DataError
 from .io import atomic_path, read_text, read_tsv, write_text_atomic
-from .runs import Run, write_trec
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +105,13 @@ def _object_items(text: str, path: str | Path) -> Iterator[tuple[str, object, in
     """``(key, value, line)`` of a top-level JSON object, one member at a time (a 1 GB run is never
     a 1 GB dict of dicts)."""
     decoder = json.JSONDecoder()
+    counted_to, line = 0, 1
+
+    def line_at(pos: int) -> int:  # positions only move forward: count newlines incrementally
+        nonlocal counted_to, line
+        line += text.count("\n", counted_to, pos)
+        counted_to = pos
+        return line
 
     def skip(pos: int) -> int:
         while pos < len(text) and text[pos] in " \t\r\n":
@@ -113,7 +119,7 @@ def _object_items(text: str, path: str | Path) -> Iterator[tuple[str, object, in
         return pos
 
     def fail(pos: int, what: str):
-        raise DataError(path, what, text.count("\n", 0, pos) + 1)
+        raise DataError(path, what, line_at(pos))
 
     pos = skip(0)
     if not text.startswith("{", pos):
@@ -133,7 +139,7 @@ def _object_items(text: str, path: str | Path) -> Iterator[tuple[str, object, in
             raise DataError(path, f"malformed JSON ({exc.msg})", exc.lineno) from None
         if not isinstance(key, str):
             fail(start, "expected a string query id")
-        yield key, value, text.count("\n", 0, start) + 1
+        yield key, value, line_at(start)
         pos = skip(pos)
         if text.startswith(",", pos):
             pos = skip(pos + 1)
@@ -149,24 +155,36 @@ def read_teacher_run(path: str | Path, teacher: str, id_map: IdMap | None = None
                      unmapped: str = "error") -> pa.Table:
     """An authors' ``run.json`` as the ``teacher_scores`` table of ``teacher`` (top ``k`` per query)."""
     mapped, missing = _mapper(id_map, unmapped, path)
+    columns: dict[str, list] = {"query_id": [], "doc_id": [], "rank": [], "score": []}
     parts: list[pa.Table] = []
     for qid, docs, line in _object_items(read_text(path), path):
         if not isinstance(docs, dict) or not all(isinstance(s, (int, float)) and not isinstance(s, bool)
                                                  for s in docs.values()):
             raise DataError(path, f"query {qid!r}: expected {{doc id: score}}", line)
         ours = mapped(qid)
-        if ours is None or not docs:
+        if ours is None:
             continue
-        ids = list(docs)
-        scores = np.fromiter(docs.values(), dtype=np.float64, count=len(ids))
-        order = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))[:k]
-        parts.append(schemas.to_table("teacher_scores", {
-            "query_id": [ours] * len(order), "doc_id": [ids[i] for i in order], "teacher": [teacher] * len(order),
-            "rank": list(range(1, len(order) + 1)), "score": scores[order].astype(np.float32)}))
+        ranked = sorted(docs.items(), key=lambda item: (-item[1], item[0]))[:k]
+        columns["query_id"] += [ours] * len(ranked)
+        columns["doc_id"] += [d for d, _ in ranked]
+        columns["rank"] += range(1, len(ranked) + 1)
+        columns["score"] += [s for _, s in ranked]
+        if len(columns["doc_id"]) >= 1_000_000:  # bounded Python lists; Arrow holds the rest
+            parts.append(_scores_table(columns, teacher))
+    parts.append(_scores_table(columns, teacher))
     if missing:
         log.warning("%s: %d query id(s) not in the id map (%s), e.g. %r", path, len(missing), unmapped, missing[0])
-    table = pa.concat_tables(parts) if parts else schemas.to_table("teacher_scores", [])
-    return schemas.validate("teacher_scores", table, source=path)
+    return schemas.validate("teacher_scores", pa.concat_tables(parts), source=path)
+
+
+def _scores_table(columns: dict[str, list], teacher: str) -> pa.Table:
+    """The collected rows as a table; empties ``columns``."""
+    n = len(columns["doc_id"])
+    table = schemas.to_table("teacher_scores", {**columns, "teacher": pa.repeat(teacher, n) if n else [],
+                                                "score": np.asarray(columns["score"], dtype=np.float32)})
+    for values in columns.values():
+        values.clear()
+    return table
 
 
 def _one_source(table: pa.Table, source: str | None) -> tuple[pa.Table, str]:
@@ -255,35 +273,3 @@ def write_rewrites(table: pa.Table, path: str | Path, teacher: str | None = None
     if path.suffix.lower() == ".json":
         return write_text_atomic(path, json.dumps(dict(zip(ids, texts)), ensure_ascii=False))
     return write_text_atomic(path, "".join(f"{q}\t{t}\n" for q, t in zip(ids, texts)))
-
-
-# ------------------------------------------------------------------ TREC files
-def qrels_lines(qrels: pa.Table | Mapping[str, Mapping[str, int]]) -> list[str]:
-    """``qid 0 docid grade`` lines of the queries with at least one relevant judgment (the queries
-    every report averages over), their judged-irrelevant documents included."""
-    if isinstance(qrels, pa.Table):
-        judged: dict[str, dict[str, int]] = {}
-        for qid, did, rel in zip(*(qrels[c].to_pylist() for c in ("query_id", "doc_id", "relevance"))):
-            judged.setdefault(qid, {})[did] = int(rel)
-    else:
-        judged = {q: dict(d) for q, d in qrels.items()}
-    return [f"{qid} 0 {did} {rel}\n" for qid, docs in judged.items() if any(r > 0 for r in docs.values())
-            for did, rel in docs.items()]
-
-
-def write_trec_qrels(qrels: pa.Table | Mapping[str, Mapping[str, int]], path: str | Path) -> Path:
-    return write_text_atomic(path, "".join(qrels_lines(qrels)))
-
-
-def export_trec(folder: str | Path, qrels: pa.Table | Mapping[str, Mapping[str, int]],
-                runs: Mapping[str, Run]) -> dict[str, Path]:
-    """``qrels.txt`` and one ``<name>.trec`` per run in ``folder``, so that
-    ``trec_eval -c -m recip_rank -M 10 -m ndcg_cut.3 qrels.txt <name>.trec`` gives the report's figures.
-
-    Returns ``{"qrels": path, <run name>: path}``. Run names become file names (``/ : space`` -> ``_``)."""
-    folder = Path(folder)
-    out = {"qrels": write_trec_qrels(qrels, folder / "qrels.txt")}
-    for name, run in runs.items():
-        safe = "".join("_" if c in '/\\: "\'' else c for c in name)
-        out[name] = write_trec(run, folder / f"{safe}.trec", tag=safe[:32] or "disco")
-    return out

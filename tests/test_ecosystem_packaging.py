@@ -10,9 +10,8 @@ from disco_core.conversation import ConversationFormatter
 from disco_core.encoder import SpladeEncoder
 from disco_core.evaluation import evaluate
 from disco_core.models import resolve_model
+from disco_core.model_card import describe_teacher, render, student_provenance
 from disco_core.packaging import format_conversation, format_document, publish, save_student
-
-pytestmark = pytest.mark.slow
 
 HISTORY = [
     {"speaker": "user", "text": "tell me about the Varnholt lighthouse"},
@@ -65,6 +64,7 @@ def saved(student_dir, tmp_path_factory):
     return save_student(folder, student_dir, "splade-tiny", provenance(ev))
 
 
+@pytest.mark.slow
 def test_sparse_encoder_gives_disco_vectors_and_scores(saved, student_dir):
     from sentence_transformers import SparseEncoder
 
@@ -87,6 +87,7 @@ def test_sparse_encoder_gives_disco_vectors_and_scores(saved, student_dir):
     assert score == pytest.approx(float((q_ours @ d_ours.T)[0, 0]), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_folder_is_also_the_masked_lm_and_stores_the_student_once(saved, student_dir):
     from transformers import AutoModelForMaskedLM
 
@@ -98,6 +99,7 @@ def test_folder_is_also_the_masked_lm_and_stores_the_student_once(saved, student
     assert len(list(saved.rglob("*.safetensors"))) == 2  # the student (root) and the document encoder
 
 
+@pytest.mark.slow
 def test_model_card_names_teachers_and_shows_the_test_table(saved):
     card = (saved / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: sentence-transformers")
@@ -111,6 +113,7 @@ def test_model_card_names_teachers_and_shows_the_test_table(saved):
     assert provenance_file["scores"]["test"]["scores"]["student (DiSCo)"]["mrr@10"] == 0.75
 
 
+@pytest.mark.slow
 def test_publish_creates_the_repo_and_uploads_the_folder(saved, monkeypatch):
     from huggingface_hub import HfApi
 
@@ -128,3 +131,21 @@ def test_publish_creates_the_repo_and_uploads_the_folder(saved, monkeypatch):
     assert calls[0][2]["private"] is True and calls[0][2]["exist_ok"] is True
     assert calls[1][2]["folder_path"] == str(saved)
     assert 'SparseEncoder("me/disco-student")' in (saved / "README.md").read_text()
+
+
+def test_provenance_from_the_pipeline_config():
+    from disco_core.config import load_config
+
+    cfg = load_config(overrides=["dataset.name=mtrag", "train.max_length=128", "distill.fusion=max"])
+    teachers = [describe_teacher("mtrag-mixtral", "dataset", ["Mixtral-8x7B-Instruct (MTRAG official rewrite)"] * 3),
+                describe_teacher("human", "dataset", [None]),
+                describe_teacher("smollm2", "hf", ["smollm2-135m-instruct", None])]
+    p = student_provenance(cfg, teachers, {"train_conversations": 88, "test_conversations": 22}, {})
+    assert p["dataset"]["name"] == "mtrag" and p["dataset"]["license"].startswith("Apache-2.0")
+    assert p["query_max_length"] == 128 and p["fusion"] == "max" and p["split"]["seed"] == 13
+    assert [t["llm"] for t in p["teachers"]] == ["Mixtral-8x7B-Instruct (MTRAG official rewrite)", "people",
+                                                  "smollm2-135m-instruct"]
+    assert p["settings"]["negative_ranks"] == [11, 960]
+    card = render(p)
+    assert "| smollm2 | smollm2-135m-instruct | hf |" in card and "88 train conversations" in card
+    assert "Not evaluated." in card

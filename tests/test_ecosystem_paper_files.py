@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from disco_core import datasets, paper_files, schemas
+from disco_core import datasets, paper_files, schemas, trec
 from disco_core.config import TrainConfig
 from disco_core.conversation import ConversationFormatter
 from disco_core.distill import Trainer, build_examples
@@ -150,7 +150,7 @@ def test_exported_trec_files_give_the_pipelines_metrics(world, tmp_path):
     qrels_table, runs = _trec_world(world)
     metrics = ["mrr@10", "ndcg@3"]
     ours = evaluate(qrels_dict(qrels_table), runs, metrics)
-    files = paper_files.export_trec(tmp_path, qrels_table, runs)
+    files = trec.export_trec(tmp_path, qrels_table, runs)
     assert set(files) == {"qrels", "last turn", "rewrite: human"}
     assert files["rewrite: human"].name == "rewrite__human.trec"
 
