@@ -11,9 +11,11 @@
   environment means log lines, never a bar.
 
 Subscribers see :class:`ProgressEvent` s of every step started inside ``with subscribed(callback):``
-(a context variable: a Prefect task that subscribes sees its own steps, not another task's); each
-receives the first update, then at most one every ``every`` seconds, and the last. A subscriber that
-raises is logged and dropped for that step: a failed progress artifact never stops the work.
+(a context variable: a Prefect task that subscribes sees its own steps, not another task's). Like a
+bar, a subscriber hears of a step only once it has run ``after`` seconds (1 by default: a thousand
+one-text encodings make no artifacts); then it receives the next update, at most one every
+``every`` seconds after that, and the last. A subscriber that raises is logged and dropped for that
+step: a failed progress artifact never stops the work.
 """
 
 from __future__ import annotations
@@ -47,11 +49,13 @@ class ProgressEvent:
     elapsed: float  # seconds since the step started
     finished: bool
     postfix: dict = field(default_factory=dict)
+    initial: int = 0  # units already done when the step started (a resumed download)
 
     @property
     def rate(self) -> float | None:
-        """Units per second since the start."""
-        return self.done / self.elapsed if self.elapsed > 0 and self.done else None
+        """Units per second since the start (this run's units only)."""
+        done = self.done - self.initial
+        return done / self.elapsed if self.elapsed > 0 and done > 0 else None
 
     @property
     def fraction(self) -> float | None:
@@ -92,6 +96,7 @@ def _duration(seconds: float) -> str:
 class _Subscriber:
     callback: Callable[[ProgressEvent], None]
     every: float
+    after: float
 
 
 _SUBSCRIBERS: contextvars.ContextVar[tuple[_Subscriber, ...]] = contextvars.ContextVar("disco_progress", default=())
@@ -99,9 +104,10 @@ _KEYS = itertools.count(1)
 
 
 @contextlib.contextmanager
-def subscribed(callback: Callable[[ProgressEvent], None], every: float = 5.0) -> Iterator[None]:
-    """Send ``callback`` the events of every step started inside the block (this context only)."""
-    token = _SUBSCRIBERS.set(_SUBSCRIBERS.get() + (_Subscriber(callback, every),))
+def subscribed(callback: Callable[[ProgressEvent], None], every: float = 5.0, after: float = 1.0) -> Iterator[None]:
+    """Send ``callback`` the events of every step started inside the block (this context only)
+    that runs at least ``after`` seconds: then at most one every ``every`` seconds, and the last."""
+    token = _SUBSCRIBERS.set(_SUBSCRIBERS.get() + (_Subscriber(callback, every, after),))
     try:
         yield
     finally:
@@ -140,7 +146,7 @@ class Progress:
                  mode: str | None = None, interval: float | None = None, delay: float | None = None,
                  unit_scale: bool = False):
         self.total, self.desc, self.unit = total, desc, unit
-        self.done = initial
+        self.done = self.initial = initial
         self.mode = mode or display_mode()
         self.interval = _seconds("DISCO_PROGRESS_INTERVAL", DEFAULT_INTERVAL) if interval is None else interval
         delay = _seconds("DISCO_PROGRESS_DELAY", 1.0) if delay is None else delay
@@ -159,11 +165,10 @@ class Progress:
             self._bar = tqdm(total=total, desc=desc, unit=unit, initial=initial, delay=delay, file=sys.stderr,
                              dynamic_ncols=sized, ncols=None if sized else 100, nrows=None if sized else 20,
                              unit_scale=unit_scale, leave=True)
-        self._notify(finished=False, force=True)
 
     def event(self, finished: bool = False) -> ProgressEvent:
         return ProgressEvent(self.key, self.desc, self.done, self.total, self.unit,
-                             time.monotonic() - self._start, finished, dict(self.postfix))
+                             time.monotonic() - self._start, finished, dict(self.postfix), self.initial)
 
     def update(self, n: int = 1, **postfix) -> None:
         """``n`` more units done; keyword arguments are shown beside the counts (``loss=0.41``)."""
@@ -188,20 +193,22 @@ class Progress:
                 self._bar.close()
             elif self.mode == "log" and self._lines:
                 self._log_line(finished=True)  # a step that logged progress also says it ended
-            self._notify(finished=True, force=True)
+            self._notify(finished=True)
 
     def _log_line(self, finished: bool) -> None:
         log.info("%s", self.event(finished).line())
         self._last_line = time.monotonic()
         self._lines += 1
 
-    def _notify(self, finished: bool, force: bool = False) -> None:
+    def _notify(self, finished: bool) -> None:
         if not self._subscribers:
             return
         now = time.monotonic()
         event = None
         for sub, last in list(self._subscribers.items()):
-            if not force and last is not None and now - last < sub.every:
+            if now - self._start < sub.after:
+                continue  # a quick step: nothing to show
+            if not finished and last is not None and now - last < sub.every:
                 continue
             event = event or self.event(finished)
             try:

@@ -51,11 +51,11 @@ def test_subscribers_get_first_throttled_and_last_events_and_a_failure_is_droppe
     def broken(event):
         raise RuntimeError("artifact service down")
 
-    with subscribed(seen.append, every=3600), subscribed(broken, every=0):
+    with subscribed(seen.append, every=3600, after=0), subscribed(broken, every=0, after=0):
         with progress(10, "scoring", unit="queries", mode="off") as bar:
             for _ in range(10):
                 bar.update(1)
-    assert [(e.done, e.finished) for e in seen] == [(0, False), (10, True)]  # first, then last (throttled)
+    assert [(e.done, e.finished) for e in seen] == [(1, False), (10, True)]  # first, then last (throttled)
     assert seen[-1].fraction == 1.0 and seen[-1].total == 10 and seen[-1].unit == "queries"
     assert "artifact service down" in caplog.text  # logged once, the work went on
 
@@ -69,7 +69,7 @@ def test_subscriptions_belong_to_their_context():
             bar.update(1)
         other.append(True)
 
-    with subscribed(seen.append, every=0):
+    with subscribed(seen.append, every=0, after=0):
         thread = threading.Thread(target=elsewhere)
         thread.start()
         thread.join()
@@ -130,7 +130,7 @@ def test_a_terminal_gets_a_bar_and_a_pipe_gets_log_lines():
 def test_encoder_reports_progress_and_keeps_its_callback(encoder):
     events, calls = [], []
     texts = [f"passage number {i} about bridges" for i in range(20)]
-    with subscribed(events.append, every=0):
+    with subscribed(events.append, every=0, after=0):
         encoder.encode(texts, progress=lambda d, n: calls.append((d, n)), desc="encoding passages")
     assert calls[-1] == (20, 20)
     assert events[-1].finished and events[-1].done == 20 and events[-1].desc == "encoding passages"
@@ -147,9 +147,9 @@ def test_training_reports_steps_and_loss(encoder, tmp_path):
                         np.sort(rng.random(30).astype(np.float32))[::-1]) for i in range(8)]
     settings = TrainConfig(batch_size=4, epochs=2, negatives=2, negative_ranks=(2, 20), max_length=16, log_every=1)
     events, records = [], []
-    with subscribed(lambda e: events.append(e) if e.desc == "training" else None, every=0):
+    with subscribed(lambda e: events.append(e) if e.desc == "training" else None, every=0, after=0):
         Trainer("splade-tiny", settings, docs, tmp_path / "t").train(examples, progress=records.append)
-    assert events[0].total == 4 and events[-1].finished and events[-1].done == 4
+    assert events[0].total == 4 and events[0].done == 1 and events[-1].finished and events[-1].done == 4
     assert "loss" in events[-1].postfix and events[-1].postfix["epoch"] == 2
     assert [r["step"] for r in records] == [1, 2, 3, 4]
 
@@ -164,13 +164,26 @@ def test_download_reports_bytes(tmp_path):
     server = StaticServer(tmp_path / "www")
     events = []
     try:
-        with subscribed(events.append, every=0):
+        with subscribed(events.append, every=0, after=0):
             fetch(RemoteFile("data.bin", f"{server.url}/data.bin", size=len(payload),
                              md5=hashlib.md5(payload).hexdigest()), tmp_path / "cache")
     finally:
         server.close()
     assert events[-1].finished and events[-1].done == events[-1].total == len(payload)
     assert events[-1].unit == "B" and events[-1].desc == "downloading data.bin"
+
+
+def test_quick_steps_send_subscribers_nothing_and_resumed_steps_rate_their_own_units():
+    seen = []
+    with subscribed(seen.append, every=0, after=30):
+        with progress(3, "quick", mode="off") as bar:
+            bar.update(3)
+    assert seen == []
+    resumed = Progress(100, "downloading", unit="B", initial=60, mode="off")
+    resumed.update(20)
+    event = resumed.event()
+    assert event.done == 80 and event.fraction == 0.8
+    assert event.rate == pytest.approx(20 / event.elapsed)
 
 
 def test_progress_without_total_counts():
