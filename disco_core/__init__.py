@@ -9,7 +9,12 @@ Modules, one owner per thing:
 - ``encoder``: SPLADE encoding of texts into sparse vocabulary vectors;
 - ``index``: the exact inverted index and top-k retrieval;
 - ``runs``: run tables and TREC run files;
-- ``evaluation``: ranx metrics, comparisons and significance.
+- ``evaluation``: ranx metrics, comparisons and significance;
+- ``packaging`` and ``model_card``: the student as a sentence-transformers folder with its card, and
+  its upload to the hub;
+- ``paper_files``: the DiSCo authors' teacher runs and rewrites in and out; ``trec``: TREC qrels;
+- ``progress``: bars, log lines and subscriber events for long loops;
+- ``tracking``: optional MLflow tracking; ``latex``: paper tables.
 """
 
 from . import env  # noqa: F401  (environment defaults before torch, numba, ir_datasets)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from .encoder import SpladeEncoder
 from .models import LOADING
+from .progress import progress as show_progress
 
 if TYPE_CHECKING:  # the settings object only: a config edit must not retrain students
     from .config import TrainConfig
@@ -181,13 +182,27 @@ class Trainer:
               max_steps: int | None = None, dev: Callable[[SpladeEncoder], float] | None = None) -> list[dict]:
         """Train for ``settings.epochs`` epochs (resuming after the last complete checkpoint).
 
-        ``dev(student) -> score``, when given, runs after each epoch; its score is recorded in the
-        history (``{"epoch", "dev"}``) and in the checkpoint, and :meth:`best_epoch` picks by it."""
+        Steps show as progress (:mod:`disco_core.progress`: epoch and loss beside the counts);
+        ``progress``, if given, also receives each ``log_every``-th step's record. ``dev(student) ->
+        score``, when given, runs after each epoch; its score is recorded in the history (``{"epoch",
+        "dev"}``) and in the checkpoint, and :meth:`best_epoch` picks by it."""
         if len(examples) < 2:
             raise ValueError(f"{len(examples)} training example(s): need at least 2 (in-batch negatives)")
-        s = self.settings
         start_epoch = self.resumed_epochs = self.resume()
         self.student.model.train()
+        with show_progress(self._steps_left(examples, start_epoch, max_steps), "training", unit="steps") as bar:
+            self._epochs(examples, start_epoch, progress, max_steps, bar, dev)
+        self.student.model.eval()
+        return self.history
+
+    def _steps_left(self, examples: list[Example], start_epoch: int, max_steps: int | None) -> int:
+        per_epoch = len(self.batches(examples, start_epoch))  # the same count every epoch
+        total = per_epoch * (self.settings.epochs - start_epoch)
+        return min(total, max(max_steps - self.step, 0)) if max_steps is not None else total
+
+    def _epochs(self, examples: list[Example], start_epoch: int, progress: Callable[[dict], None] | None,
+                max_steps: int | None, bar, dev: Callable[[SpladeEncoder], float] | None) -> None:
+        s = self.settings
         for epoch in range(start_epoch, s.epochs):
             rng = np.random.default_rng([s.seed, epoch, 1])
             for i, batch in enumerate(self.batches(examples, epoch)):
@@ -203,10 +218,11 @@ class Trainer:
                 record = {"epoch": epoch + 1, "step": self.step,
                           **{k: round(float(v.detach()), 5) for k, v in out.items()}}
                 self.history.append(record)
+                bar.update(1, epoch=record["epoch"], loss=record["loss"])
                 if progress and (self.step % s.log_every == 0 or i == 0):
                     progress(record)
                 if max_steps is not None and self.step >= max_steps:
-                    return self.history
+                    return
             if dev is not None:
                 self.student.model.eval()
                 record = {"epoch": epoch + 1, "step": self.step, "dev": round(float(dev(self.student)), 6)}
@@ -215,8 +231,6 @@ class Trainer:
                     progress(record)
                 self.student.model.train()
             self.save_checkpoint(epoch + 1)
-        self.student.model.eval()
-        return self.history
 
     def dev_scores(self) -> dict[int, float]:
         return {r["epoch"]: r["dev"] for r in self.history if "dev" in r}

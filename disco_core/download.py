@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DiscoError
+from .progress import progress as show_progress
 
 CHUNK = 1 << 20
 
@@ -142,10 +143,13 @@ def _download(url: str, part: Path, timeout: float, retries: int, backoff: float
                 mode = "ab" if have and response.status_code == 206 else "wb"  # 200: the server restarted
                 if log and have:
                     log(f"{part.name}: resuming at byte {have}" if mode == "ab" else f"{part.name}: restarting")
-                total = _expected_total(response, have if mode == "ab" else 0)
-                with part.open(mode) as out:
+                offset = have if mode == "ab" else 0
+                total = _expected_total(response, offset)
+                with part.open(mode) as out, show_progress(total, f"downloading {part.name[:-len('.part')]}",
+                                                           unit="B", unit_scale=True, initial=offset) as bar:
                     for chunk in response.iter_bytes():  # as received: a drop keeps every byte so far
                         out.write(chunk)
+                        bar.update(len(chunk))
             if total is not None and part.stat().st_size < total:
                 # the connection ended early without an error: keep the bytes, resume them
                 last = f"connection closed at byte {part.stat().st_size} of {total}"

@@ -23,9 +23,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from .models import LOADING, resolve_model
+from .progress import progress as show_progress
 
-import torch  # noqa: E402
-from transformers import AutoModelForMaskedLM, AutoTokenizer  # noqa: E402
+import torch
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,12 @@ class SpladeEncoder:
         texts: Sequence[str],
         max_length: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        desc: str = "encoding",
     ) -> sp.csr_matrix:
-        """Encode texts into a ``len(texts) x vocab`` CSR matrix (float32), rows in input order."""
+        """Encode texts into a ``len(texts) x vocab`` CSR matrix (float32), rows in input order.
+
+        A long call shows progress (:mod:`disco_core.progress`, titled ``desc``); ``progress``, if
+        given, is also called with ``(done, total)`` every 10 seconds and at the end."""
         max_length = max_length or self.max_length
         n = len(texts)
         if n == 0:
@@ -104,7 +109,7 @@ class SpladeEncoder:
         order: list[np.ndarray] = []
         done, last_report = 0, time.monotonic()
         pad = self.tokenizer.pad_token_id or 0
-        with torch.inference_mode():
+        with torch.inference_mode(), show_progress(n, desc, unit="texts") as bar:
             for batch in self.batches(lengths):
                 longest = lengths[batch[0]]
                 input_ids = torch.full((len(batch), longest), pad, dtype=torch.long)
@@ -116,6 +121,7 @@ class SpladeEncoder:
                 rows.append(sp.csr_matrix(weights.float().cpu().numpy()))
                 order.append(batch)
                 done += len(batch)
+                bar.update(len(batch))
                 if progress and (time.monotonic() - last_report > 10 or done == n):
                     progress(done, n)
                     last_report = time.monotonic()

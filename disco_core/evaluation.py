@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-import pyarrow as pa  # noqa: E402
+import pyarrow as pa
 
-from .runs import Run  # noqa: E402
+from .runs import Run
 
 METRIC_LABELS = {"mrr": "MRR", "ndcg": "nDCG", "recall": "R", "precision": "P", "map": "MAP", "hits": "Hits"}
 

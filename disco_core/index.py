@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from .errors import DataError
 
-import numba  # noqa: E402
+import numba
 
 FORMAT_VERSION = 1
 

@@ -43,11 +43,12 @@ def read_parquet(path: str | Path) -> Run:
 
 
 def write_trec(run: Run, path: str | Path, tag: str = "disco") -> Path:
-    """``qid Q0 docid rank score tag`` lines (trec_eval's format)."""
+    """``qid Q0 docid rank score tag`` lines (trec_eval's format). Scores keep 9 significant digits,
+    enough to tell any two float32 scores apart: rounding must not create ties that reorder a run."""
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as out:
         for qid, hits in run.items():
             for rank, (did, score) in enumerate(hits, start=1):
-                out.write(f"{qid} Q0 {did} {rank} {score:.6f} {tag}\n")
+                out.write(f"{qid} Q0 {did} {rank} {score:.9g} {tag}\n")
     return Path(path)
 
 

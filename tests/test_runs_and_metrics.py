@@ -15,7 +15,7 @@ RUN = {"q1": [("d3", 3.0), ("d1", 2.5), ("d9", 1.0)], "q2": [("d2", 1.5)]}
 def test_parquet_and_trec_roundtrip(tmp_path):
     assert runs.read_parquet(runs.write_parquet(RUN, tmp_path / "r.parquet")) == RUN
     path = runs.write_trec(RUN, tmp_path / "r.trec", tag="t")
-    assert path.read_text().splitlines()[0] == "q1 Q0 d3 1 3.000000 t"
+    assert path.read_text().splitlines()[0] == "q1 Q0 d3 1 3 t"  # 9 significant digits, no padding
     assert runs.read_trec(path) == RUN
     (tmp_path / "bad.trec").write_text("q1 Q0 d3 1 3.0 t\nq1 Q0 d4 2 t\n")
     with pytest.raises(DataError, match=r"bad.trec:2: expected 6 fields"):
