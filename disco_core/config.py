@@ -304,6 +304,20 @@ class Config(_Section):
         return self
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, but ``1e-4`` is a float (YAML 1.2), not the string "1e-4"."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
+
+
 def apply_override(data: dict[str, Any], assignment: str) -> None:
     """Apply one ``a.b.c=value`` override; the value is parsed as YAML (``k=100``, ``x=[a,b]``)."""
     if "=" not in assignment:
@@ -318,7 +332,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"override {assignment!r}: {key!r} is not a section")
     try:
-        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        node[keys[-1]] = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         problem = str(exc).splitlines()[0]
         raise ConfigError(f"override {assignment!r}: the value is not valid YAML ({problem})") from None
@@ -330,7 +344,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8-sig")) or {}
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text (save it as UTF-8)") from None
     except yaml.YAMLError as exc:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .models import LOADING, resolve_model
+from .models import LOADING, load_error, resolve_model
 from .progress import progress as show_progress
 
 import torch
@@ -60,8 +60,11 @@ class SpladeEncoder:
         self.name = model
         path = resolve_model(model)
         with LOADING:
-            self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
-            self.model = model_obj if model_obj is not None else AutoModelForMaskedLM.from_pretrained(path)
+            try:
+                self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
+                self.model = model_obj if model_obj is not None else AutoModelForMaskedLM.from_pretrained(path)
+            except (OSError, ValueError) as exc:  # no such hub id offline, a folder without weights
+                raise load_error(model, exc) from None
         self.model.eval().to(device)
         self.device = torch.device(device)
         self.max_length = max_length

@@ -55,7 +55,7 @@ def student_provenance(cfg, teachers: list[dict], split: dict, scores: dict, **m
     spec = registry.REGISTRY.get(cfg.dataset.name)
     dataset = {"name": cfg.dataset.name, **({"license": spec.license, "source": spec.source} if spec else {})}
     return {"base_model": cfg.encoder.model, "document_model": cfg.encoder.model, "dataset": dataset,
-            "split": {"test_fraction": cfg.distill.test_fraction, "seed": cfg.distill.split_seed, **split},
+            "split": {"test_fraction": cfg.split.test_fraction, "seed": cfg.split.seed, **split},
             "teachers": teachers, "fusion": cfg.distill.fusion, "conversation": {"answers": cfg.conversation.answers},
             "settings": cfg.train.model_dump(mode="json"), "query_max_length": cfg.train.max_length,
             "document_max_length": cfg.encoder.doc_max_length, "scores": scores, "llm_calls": 0, **more}

@@ -32,10 +32,22 @@ MODEL_ALIASES = {
 
 
 def resolve_model(name_or_path: str) -> str:
-    """Return a local folder for an alias, the path itself for a folder, else the hub id unchanged."""
+    """Return a local folder for an alias, the path itself for a folder, else the hub id unchanged.
+    A name that can only be a path (``/x``, ``./x``, ``~/x``) and does not exist is a ConfigError."""
     if name_or_path in MODEL_ALIASES:
         return str(MODEL_ALIASES[name_or_path]())
-    return str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().exists() else name_or_path
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return str(path)
+    if name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1:
+        raise ConfigError(f"model folder {name_or_path!r} not found")
+    return name_or_path
+
+
+def load_error(name: str, exc: Exception) -> ConfigError:
+    """One line for a model that cannot be loaded (offline hub id, broken folder)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ConfigError(f"cannot load model {name!r}: {first}")
 
 
 # transformers builds a model under a process-wide "empty weights" (meta device) context that is

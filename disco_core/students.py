@@ -81,3 +81,16 @@ def list_students(work_dir: str | Path) -> list[dict]:
         if provenance is not None:
             out.append(provenance)
     return out
+
+
+def trained_on(provenance: dict | None) -> list[tuple[str, str]]:
+    """``(dataset, split)`` pairs a student was trained on (its dev turns included), from its
+    provenance; empty for students trained elsewhere."""
+    return [(d["dataset"], d["split"]) for d in (provenance or {}).get("data", [])]
+
+
+def overlaps(provenance: dict | None, dataset: str, split: str) -> bool:
+    """Whether evaluating the student on ``split`` of ``dataset`` would reuse turns it trained on."""
+    from .splits import overlap, parse_split
+
+    return any(d == dataset and overlap(parse_split(s), parse_split(split)) for d, s in trained_on(provenance))

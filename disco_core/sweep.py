@@ -131,9 +131,10 @@ def _label(value: Any) -> str:
     return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
 
 
-def expand(spec: SweepSpec, students: list[str] = ()) -> list[Cell]:
-    """Every cell of the grid, validated (a bad value fails here, naming the cell)."""
-    variants = [s for v in spec.variants for s in ([f"student:{n}" for n in students] if v == STUDENTS_ALL else [v])]
+def expand(spec: SweepSpec, students: list[dict] = ()) -> list[Cell]:
+    """Every cell of the grid, validated (a bad value fails here, naming the cell). ``students``:
+    provenance of the students ``students:*`` stands for; each cell evaluates those that did not
+    train on its evaluation turns."""
     cells = []
     names, choices = list(spec.axes), [list(spec.axes[a].items()) for a in spec.axes]
     for combo in itertools.product(*choices):
@@ -145,18 +146,46 @@ def expand(spec: SweepSpec, students: list[str] = ()) -> list[Cell]:
             for dotted, value in overrides.items():
                 _set(data, dotted, value, f"{spec.path}: axes.{axis}.{label}")
         where = f"{spec.path}: cell {','.join(f'{k}={v}' for k, v in labels.items()) or 'default'}: "
-        cells.append(Cell(labels, validate(data, where)))
+        config = validate(data, where)
+        if STUDENTS_ALL in config.evaluation.variants:
+            config = _with_students(config, students, where)
+        cells.append(Cell(labels, config))
     return cells
 
 
+def _with_students(config: Config, students: list[dict], where: str) -> Config:
+    from .students import overlaps
+
+    e = config.evaluation
+    usable = [f"student:{p['name']}" for p in students if not overlaps(p, config.dataset.name, e.split)]
+    if not usable:
+        raise ConfigError(f"{where}students:* matches no trained student that did not train on "
+                          f"{config.dataset.name} {e.split}")
+    variants = [s for v in e.variants for s in (usable if v == STUDENTS_ALL else [v])]
+    return config.model_copy(update={"evaluation": e.model_copy(update={"variants": variants})})
+
+
 # ------------------------------------------------------------------ the leaderboard
+def written_names(cell: Cell, evaluation) -> list[str]:
+    """The cell's variants as the sweep names them (``rewrite``, not ``rewrite:mtrag-mixtral``), so
+    that cells on different datasets share rows; in the evaluation's order."""
+    e = cell.config.evaluation
+    written = list(e.variants) + [f.name for f in e.fusions if f.name not in e.variants]
+    return written if len(written) == len(evaluation.scores) else list(evaluation.scores)
+
+
+def as_written(cell: Cell, evaluation):
+    """The evaluation with its variants renamed as the sweep names them."""
+    return evaluation.select(dict(zip(evaluation.scores, written_names(cell, evaluation))))
+
+
 def leaderboard_rows(spec: SweepSpec, cells: list[Cell], evaluations: list) -> list[dict]:
     """One row per (cell, variant): axis values, metric means (``evaluations``: the cells'
     :class:`~disco_core.evaluation.Evaluation`, in cell order)."""
     rows = []
     for cell, ev in zip(cells, evaluations):
-        for variant, scores in ev.scores.items():
-            rows.append({**cell.labels, "variant": variant, "n_queries": ev.n_queries,
+        for (variant, scores), evaluated in zip(as_written(cell, ev).scores.items(), ev.scores):
+            rows.append({**cell.labels, "variant": variant, "evaluated_as": evaluated, "n_queries": ev.n_queries,
                          **{m: float(s) for m, s in scores.items()}})
     return rows
 
@@ -170,7 +199,7 @@ def aggregate(spec: SweepSpec, cells: list[Cell], evaluations: list) -> tuple[li
     metrics = evaluations[0].metrics if evaluations else []
     groups: dict[tuple, list] = {}
     for cell, ev in zip(cells, evaluations):
-        groups.setdefault(tuple(cell.labels[k] for k in keys), []).append(ev)
+        groups.setdefault(tuple(cell.labels[k] for k in keys), []).append(as_written(cell, ev))
     out = []
     for group, evs in groups.items():
         for variant in evs[0].scores:

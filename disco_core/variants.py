@@ -11,8 +11,8 @@ variant                         text, encoder                                   
                                 the student this configuration trains; a name: one in
                                 ``<work_dir>/students``; a path or hub id: a published
                                 checkpoint such as ``slupart/splade-disco-*``)
-``student+rewrite:[<s>,]<t>``   teacher ``t``'s rewrite, student ``s`` ("DiSCo         the
-                                fusion" of the reproducibility study)                  teacher's
+``student+rewrite[:[<s>,]<t>]`` teacher ``t``'s rewrite (default: the dataset's), student the
+                                ``s`` ("DiSCo fusion" of the reproducibility study)    teacher's
 ``fused-teachers``              no text: the teachers' fused scores (the targets)      every teacher's
 ``<fusion name>``               no text: ranx.fuse of other variants' runs             its variants'
 ==============================  =====================================================  =========
@@ -88,11 +88,11 @@ def parse_variant(text: str, dataset_teacher: str, fusions: tuple[str, ...] = ()
         return Variant("rewrite", teacher=arg or dataset_teacher)
     if kind == "student":
         return Variant("student", student=arg or THIS_STUDENT)
-    if kind == "student+rewrite" and arg:
+    if kind == "student+rewrite":
         student, _, teacher = arg.rpartition(",")
-        return Variant("student+rewrite", teacher=teacher, student=student or THIS_STUDENT)
+        return Variant("student+rewrite", teacher=teacher or dataset_teacher, student=student or THIS_STUDENT)
     raise ConfigError(f"unknown query variant {text!r}: use last_turn, conversation, rewrite[:<teacher>], "
-                      "student[:<name>], student+rewrite:[<student>,]<teacher>, fused-teachers or a fusion's name"
+                      "student[:<name>], student+rewrite[:[<student>,]<teacher>], fused-teachers or a fusion's name"
                       + (f" ({', '.join(fusions)})" if fusions else ""))
 
 

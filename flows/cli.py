@@ -26,14 +26,21 @@ import tasks  # noqa: F401  (environment defaults, stage declarations)
 from disco_core.errors import DiscoError
 
 
+def _error_names(cls: type = DiscoError) -> set[str]:
+    return {cls.__name__}.union(*(_error_names(c) for c in cls.__subclasses__()))
+
+
 class _QuietUserErrors(logging.Filter):
-    """Drop the traceback Prefect logs for a user mistake (a DiscoError): the CLI prints one line."""
+    """Drop what Prefect logs about a user mistake (a DiscoError: its traceback, the failed task
+    and flow states): the CLI prints the one line that names it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, DiscoError):
-            record.exc_info, record.exc_text = None, None
-            record.msg, record.args = f"{type(error).__name__}: {error}", ()
+            return False
+        if record.levelno >= logging.ERROR or "Finished in state Failed" in record.getMessage():
+            message = record.getMessage()
+            return not any(f"{name}:" in message or f"{name}(" in message for name in _error_names())
         return True
 
 
@@ -61,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-c", "--config", required=p is sweep, help="YAML config (sweep: the sweep file)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a setting, e.g. --set retrieval.k=100 (repeatable)")
-        p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     for p in (run, sweep):
         p.add_argument("--force", action="append", default=[], metavar="STAGE",
                        help="rerun this stage (or instance) although it is fresh (repeatable)")

@@ -30,7 +30,7 @@ def plan_sweep(sweep_path: str, overrides: list[str] | None = None):
     """(spec, cells, graph, each cell's evaluate instance id): all planning, no work."""
     spec = sweep_lib.load_spec(sweep_path, overrides or [])
     work = spec.base.get("work_dir", "work")
-    cells = sweep_lib.expand(spec, [p["name"] for p in students_lib.list_students(work)])
+    cells = sweep_lib.expand(spec, students_lib.list_students(work))
     graph = Graph(cells[0].config.work_path)
     for cell in cells:  # students first: a cell may evaluate a student another cell trains
         if any(v == "student" or v.startswith("student+rewrite:") for v in cell.config.evaluation.variants):

@@ -117,25 +117,36 @@ def read_manifest(folder: Path) -> dict | None:
 
 def lookup(folder: Path, key: str, outputs: dict[str, Path]) -> dict | None:
     """The manifest if it matches ``key`` and every recorded output is intact, else None."""
+    manifest, _ = check(folder, key, outputs)
+    return manifest
+
+
+def check(folder: Path, key: str, outputs: dict[str, Path]) -> tuple[dict | None, str]:
+    """``(manifest, "")`` on a hit, else ``(None, why not)``."""
     manifest = read_manifest(folder)
-    if manifest is None or manifest.get("key") != key:
-        return None
+    if manifest is None:
+        return None, "not built yet"
+    if manifest.get("key") != key:
+        return None, "inputs, settings, models or code changed"
     recorded: dict = manifest.get("files", {})
     present = {_relative(folder, p) for p in output_files(outputs)}
-    if not recorded or present != set(recorded) or any(not p.exists() for p in outputs.values()):
-        return None
+    gone = sorted(set(recorded) - present) or [str(p) for p in outputs.values() if not p.exists()]
+    if gone or not recorded:
+        return None, f"output {gone[0] if gone else '?'} is gone"
+    if present != set(recorded):
+        return None, f"unrecorded file {sorted(present - set(recorded))[0]} among the outputs"
     refreshed = False
     for name, rec in recorded.items():
         path = folder / name
         if list(identity(path)) == rec["identity"]:
             continue
         if file_digest(path) != rec["sha256"]:
-            return None
+            return None, f"output {name} was changed"
         rec["identity"] = list(identity(path))  # same content, new identity (a copied work dir)
         refreshed = True
     if refreshed:
         write_json_atomic(folder / MANIFEST, manifest)
-    return manifest
+    return manifest, ""
 
 
 def record(folder: Path, key: str, outputs: dict[str, Path], manifest: dict) -> dict:

@@ -179,8 +179,16 @@ class Planner:
         else:
             ref = DatasetRef(DatasetConfig(name=name, path=path, cache_dir=self.cfg.dataset.cache_dir,
                                            mirror=self.cfg.dataset.mirror))
-        ref.spec  # noqa: B018  (an unknown dataset fails here, before any work)
+        self.check_domains(ref, ref.config.domains or (), "dataset.domains")
         return ref
+
+    def check_domains(self, ds: DatasetRef, domains, setting: str) -> None:
+        """Domains the registry lists for the dataset (MTRAG's); others are checked at ingest."""
+        known = ds.spec.domains  # an unknown dataset fails here, before any work
+        unknown = [d for d in domains if known and d not in known]
+        if unknown:
+            raise ConfigError(f"{setting}: dataset {ds.name} has no domain {', '.join(map(repr, unknown))}; "
+                              f"its domains are {', '.join(sorted(known))}")
 
     def teachers(self, ds: DatasetRef) -> list[TeacherRef]:
         refs = []
@@ -232,7 +240,10 @@ class Planner:
         data = self.cfg.train.data
         if data is None:
             return [TrainPart(self.dataset(), splits.parse_split("train"), None)]
-        return [TrainPart(self.dataset(d.dataset, d.path), splits.parse_split(d.split), d) for d in data]
+        parts = [TrainPart(self.dataset(d.dataset, d.path), splits.parse_split(d.split), d) for d in data]
+        for part in parts:
+            self.check_domains(part.ds, part.split.domains, "train.data.split")
+        return parts
 
     def student(self, name: str | None) -> StudentRef:
         """``None``: the student this configuration trains (planned now); else a name or path."""
@@ -250,13 +261,23 @@ class Planner:
         return StudentRef(name, ref=ref, answers=ref.answers, max_length=ref.max_length)
 
     def check_disjoint(self, ds: DatasetRef, split: splits.Split, variants: list[Variant], setting: str) -> None:
-        """Evaluating this configuration's student on turns it trained on is refused."""
-        if not any(v.uses_student and v.student is None for v in variants):
-            return
-        for part in self.train_data():
-            if part.ds.scope == ds.scope and splits.overlap(part.split, split):
-                raise ConfigError(f"{setting} {str(split)!r} overlaps the student's training split "
-                                  f"{str(part.split)!r} on dataset {ds.name}: evaluate on turns it did not train on")
+        """Evaluating a student on turns it trained on is refused (this configuration's student,
+        or a trained one whose provenance says where it trained)."""
+        self.check_domains(ds, split.domains, setting)
+        for v in variants:
+            if not v.uses_student:
+                continue
+            if v.student is None:
+                parts = [(p.ds.name, str(p.split)) for p in self.train_data()]
+            else:
+                student = self.student(v.student)
+                node = self.graph.nodes.get(student.node) if student.node else None
+                parts = ([(p.ds.name, str(p.split)) for p in node.params["parts"]] if node
+                         else students_lib.trained_on(student.ref.provenance))
+            for name, trained in parts:
+                if name == ds.name and splits.overlap(splits.parse_split(trained), split):
+                    raise ConfigError(f"{setting} {str(split)!r} overlaps the training split {trained!r} of "
+                                      f"student {v.name} on dataset {ds.name}: evaluate on turns it did not train on")
 
 
 @dataclass

@@ -238,14 +238,14 @@ def execute(node: Node, inputs: dict[str, Any], force: bool, log: logging.Logger
     key = key_of(node, inputs)
     timeout = node.cfg.run.lock_timeout
     with cache.exclusive(node.folder, timeout, log.info):
-        manifest = None if force else cache.lookup(node.folder, key, node.outputs)
+        manifest, why = (None, "forced") if force else cache.check(node.folder, key, node.outputs)
         if manifest is not None:
             log.info("%s: cache hit", node.id)
             return _result(node, manifest, key, hit=True)
         swept = cache.sweep_temporary(node.folder)
         if swept:
             log.info("%s: removed %d leftover temporary file(s) of an interrupted run", node.id, len(swept))
-        log.info("%s: running (%s)", node.id, "forced" if force else "inputs, settings, models, code or outputs changed")
+        log.info("%s: running (%s)", node.id, why)
         started = time.time()
         with cache.shared(node.upstream_folders, timeout, log.info):
             _check_inputs_unchanged(inputs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import shutil
-import time
 
 import numpy as np
 import scipy.sparse as sp
@@ -106,14 +105,13 @@ def _run_dir(ctx: Context):
 
 def _provenance(ctx: Context, result: Trained, counts: list[dict]) -> dict:
     cfg = ctx.cfg
-    teacher_info = [{"dataset": r.instance, **r.info.model_dump()} for r in ctx.inputs.get("teacher_infos", [])]
     return {
-        "name": ctx.params["student"], "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "name": ctx.params["student"],
         "base_model": base_model(cfg), "document_encoder": cfg.encoder.model,
         "conversation": {"answers": cfg.conversation.answers, "max_length": cfg.train.max_length,
                          "format": "q_n [SEP] a_{n-1} [SEP] q_{n-1} ... (newest first)"},
         "data": counts, "split": plain(cfg.split), "dev_fraction": cfg.train.dev_fraction,
-        "teachers": [t.model_dump() for t in cfg.teachers], "teacher_runs": teacher_info,
+        "teachers": plain(cfg.teachers), "fused": [r.info.model_dump() for r in ctx.inputs["fuse"]],
         "fusion": cfg.distill.fusion, "settings": plain(cfg.train), "epoch": result.epoch, "dev": result.dev,
         "examples": result.examples, "steps": result.steps, "llm_calls_at_search": 0,
         "platform": platform.platform(),

@@ -78,3 +78,41 @@ def register_fixture(name: str, fixture_dir: Path, server: StaticServer, monkeyp
     fixture = dataclasses.replace(spec, name=f"{name}-fixture", files=files, cache_name=f"{spec.folder_name}-fixture")
     monkeypatch.setitem(datasets.REGISTRY, fixture.name, fixture)
     return fixture.name
+
+
+class ChatServer:
+    """An OpenAI-compatible chat-completions server on loopback that answers with the question of
+    the conversation it is sent (the text after the last ``User:``), after ``delay`` seconds."""
+
+    def __init__(self, delay: float = 0.0):
+        import json
+        import time
+        from http.server import BaseHTTPRequestHandler
+
+        self.requests = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests += 1
+                time.sleep(delay)
+                prompt = body["messages"][-1]["content"]
+                question = prompt.rsplit("User:", 1)[-1].split("\n")[0].strip()
+                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": question}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
