@@ -104,7 +104,9 @@ class Graph:
         models = stage._models(cfg, **params)
         upstream = [self.nodes[i] for i in _ids(needs)]
         scope, label = stage._scope(cfg, **params), stage._label(cfg, **params)
-        ident = short_hash([settings, [m[0] for m in models], [str(n.folder) for n in upstream]], 8)
+        # named by where it sits in the plan: its settings and upstream folders (relative: a
+        # copied work dir keeps its folder names)
+        ident = short_hash([settings, [m[0] for m in models], [str(n.folder.relative_to(self.work)) for n in upstream]], 8)
         if stage._folder is not None:
             folder = self.work / stage._folder(cfg, **params)
         else:
