@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import yaml
 
 from .config import Config, apply_override, read_yaml, validate
 from .errors import ConfigError
@@ -128,7 +128,7 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
 
 
 def _label(value: Any) -> str:
-    return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def expand(spec: SweepSpec, students: list[dict] = ()) -> list[Cell]:
@@ -139,7 +139,7 @@ def expand(spec: SweepSpec, students: list[dict] = ()) -> list[Cell]:
     names, choices = list(spec.axes), [list(spec.axes[a].items()) for a in spec.axes]
     for combo in itertools.product(*choices):
         data = copy.deepcopy(spec.base)
-        _set(data, "evaluation.variants", variants, str(spec.path))  # a cell may still set its own
+        _set(data, "evaluation.variants", spec.variants, str(spec.path))  # a cell may still set its own
         labels = {}
         for axis, (label, overrides) in zip(names, combo):
             labels[axis] = label
@@ -154,13 +154,12 @@ def expand(spec: SweepSpec, students: list[dict] = ()) -> list[Cell]:
 
 
 def _with_students(config: Config, students: list[dict], where: str) -> Config:
+    """``students:*`` replaced by the trained students that may be evaluated on this cell (none: the
+    cell evaluates its other variants)."""
     from .students import overlaps
 
     e = config.evaluation
     usable = [f"student:{p['name']}" for p in students if not overlaps(p, config.dataset.name, e.split)]
-    if not usable:
-        raise ConfigError(f"{where}students:* matches no trained student that did not train on "
-                          f"{config.dataset.name} {e.split}")
     variants = [s for v in e.variants for s in (usable if v == STUDENTS_ALL else [v])]
     return config.model_copy(update={"evaluation": e.model_copy(update={"variants": variants})})
 

@@ -105,6 +105,17 @@ class Stage:
     def __repr__(self) -> str:
         return f"Stage({self.name!r})"
 
+    def __reduce__(self):
+        # sent by name (to a Dask worker, say): its functions are module code, found again there
+        return declared, (self.name,)
+
+
+def declared(name: str) -> Stage:
+    """The declared stage ``name`` (importing ``tasks`` declares them all)."""
+    import tasks  # noqa: F401
+
+    return STAGES[name]
+
 
 def stage(name: str, **declaration: Any) -> Callable[[Callable], Stage]:
     """Declare a stage from its build function (see the module docstring)."""
