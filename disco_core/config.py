@@ -201,6 +201,9 @@ class TeacherConfig(_Section):
     max_new_tokens: int = Field(40, gt=0, description="a rewrite is one question: ~10-30 tokens")
     history_turns: int = Field(3, gt=0, description="earlier turns shown to the LLM")
     answer_chars: int = Field(400, gt=0, description="characters kept of each earlier answer")
+    scores: str | None = Field(None, description="the teacher's scores from a run file ({query id: {doc id: "
+                               "score}}, the DiSCo authors' format) instead of SPLADE on its rewrites")
+    id_map: str | None = Field(None, description="TSV of the run and rewrite files' query ids -> ours")
 
     @field_validator("name")
     @classmethod
@@ -269,6 +272,14 @@ class TrainConfig(_Section):
         return ranks
 
 
+class TrackingConfig(_Section):
+    """Optional MLflow tracking of training and evaluation (it records, it changes no output)."""
+
+    enabled: bool = perf(False, description="log each training and evaluation run to MLflow")
+    uri: str | None = perf(None, description="a tracking server (default: a local store in <work_dir>/mlflow)")
+    experiment: str = perf("disco", description="the MLflow experiment")
+
+
 class RunConfig(_Section):
     """How the pipeline runs (never what it computes)."""
 
@@ -291,6 +302,7 @@ class Config(_Section):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @property
     def work_path(self) -> Path:

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
-
 import torch
 import torch.nn.functional as F
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # the settings object only: a config edit must not retrain st
     from .config import TrainConfig
 
 log = logging.getLogger(__name__)
+TRAINING = threading.Lock()  # one training at a time per process (see Trainer.train)
 
 
 @dataclass
@@ -117,10 +118,10 @@ class Trainer:
 
     def __init__(self, model: str, settings: TrainConfig, doc_matrix: sp.csr_matrix, out_dir: str | Path,
                  device: str = "cpu", doc_source: str = "cached", doc_texts: Sequence[str] | None = None,
-                 doc_max_length: int = 256):
+                 doc_max_length: int = 256, threads: int | None = None):
         self.settings, self.device = settings, torch.device(device)
         self.out_dir = Path(out_dir)
-        self.student = SpladeEncoder(model, max_length=settings.max_length, device=device)
+        self.student = SpladeEncoder(model, max_length=settings.max_length, device=device, threads=threads)
         self.doc_matrix = doc_matrix.tocsr()
         if doc_source not in ("cached", "encode"):
             raise ValueError("doc_source must be cached or encode")
@@ -129,7 +130,6 @@ class Trainer:
             if doc_texts is None:
                 raise ValueError("doc_source='encode' needs doc_texts")
             self.doc_encoder = SpladeEncoder(model, max_length=doc_max_length, device=device)
-        torch.manual_seed(settings.seed)
         self.optimizer = torch.optim.AdamW(self.student.model.parameters(), lr=settings.learning_rate)
         self.step = 0
         self.history: list[dict] = []
@@ -188,11 +188,15 @@ class Trainer:
         "dev"}``) and in the checkpoint, and :meth:`best_epoch` picks by it."""
         if len(examples) < 2:
             raise ValueError(f"{len(examples)} training example(s): need at least 2 (in-batch negatives)")
-        start_epoch = self.resumed_epochs = self.resume()
-        self.student.model.train()
-        with show_progress(self._steps_left(examples, start_epoch, max_steps), "training", unit="steps") as bar:
-            self._epochs(examples, start_epoch, progress, max_steps, bar, dev)
-        self.student.model.eval()
+        # Dropout draws from torch's one global generator: two trainings at once in one process
+        # (stages run in threads) would interleave their draws and neither would be reproducible.
+        with TRAINING:
+            torch.manual_seed(self.settings.seed)
+            start_epoch = self.resumed_epochs = self.resume()
+            self.student.model.train()
+            with show_progress(self._steps_left(examples, start_epoch, max_steps), "training", unit="steps") as bar:
+                self._epochs(examples, start_epoch, progress, max_steps, bar, dev)
+            self.student.model.eval()
         return self.history
 
     def _steps_left(self, examples: list[Example], start_epoch: int, max_steps: int | None) -> int:

@@ -15,18 +15,16 @@ each exact:
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+import torch
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from .models import LOADING, load_error, resolve_model
 from .progress import progress as show_progress
-
-import torch
-from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 log = logging.getLogger(__name__)
 

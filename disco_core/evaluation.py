@@ -8,10 +8,8 @@ at least one relevant (grade > 0) judgment; a variant that retrieved nothing for
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
 
 import pyarrow as pa
 

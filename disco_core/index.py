@@ -11,15 +11,13 @@ by document position, so results are deterministic.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
 from .errors import DataError
-
-import numba
 
 FORMAT_VERSION = 1
 

@@ -94,3 +94,59 @@ def overlaps(provenance: dict | None, dataset: str, split: str) -> bool:
     from .splits import overlap, parse_split
 
     return any(d == dataset and overlap(parse_split(s), parse_split(split)) for d, s in trained_on(provenance))
+
+
+def evaluations_of(work_dir: str | Path, model_folder: str | Path) -> list[tuple[Path, str]]:
+    """``(evaluation folder, variant)`` of every evaluation in ``work_dir`` whose query encoder was
+    this student's model folder (recorded by the evaluate stage in ``metrics.json``)."""
+    target = str(Path(model_folder))
+    found = []
+    for metrics in sorted(Path(work_dir).glob("*/evaluate/*/metrics.json")):
+        data = json.loads(metrics.read_text())
+        found += [(metrics.parent, v) for v, encoder in data.get("encoders", {}).items() if str(Path(encoder)) == target]
+    return found
+
+
+def card_provenance(provenance: dict, evaluations: dict) -> dict:
+    """What the model card shows (:mod:`disco_core.model_card`), from ``student.json`` and the
+    student's evaluations (``{title: Evaluation}``, the student's row named ``student``)."""
+    data = provenance.get("data", [])
+    teachers = [{"name": t.get("name") or "the dataset's rewrites", "backend": t.get("backend"),
+                 "llm": t.get("model") or ("people or the dataset's rewriter" if t.get("backend") == "dataset" else "?")}
+                for t in provenance.get("teachers", [])]
+    conversation = provenance.get("conversation", {})
+    return {
+        "name": f"DiSCo student {provenance['name']}", "base_model": provenance.get("base_model"),
+        "document_model": provenance.get("document_encoder"),
+        "dataset": {"name": " + ".join(f"{d['dataset']} ({d['split']})" for d in data)},
+        "split": {"train_turns": sum(d.get("train_turns", 0) for d in data), "examples": provenance.get("examples"),
+                  **({"dev_turns": sum(d.get("dev_turns", 0) for d in data)} if provenance.get("dev") else {})},
+        "teachers": teachers, "fusion": provenance.get("fusion"), "conversation": conversation,
+        "settings": provenance.get("settings", {}), "query_max_length": conversation.get("max_length"),
+        "scores": evaluations, "student": "student", "llm_calls": 0,
+    }
+
+
+def package(work_dir: str | Path, name: str, out: str | Path | None = None) -> Path:
+    """A trained student as a folder ``sentence_transformers.SparseEncoder`` loads (query route: the
+    student; document route: the frozen document encoder), with a model card of its provenance and
+    of every evaluation of it in ``work_dir``; default ``<student>/package``. Returns the folder."""
+    from . import packaging
+    from .evaluation import Evaluation
+
+    student = folder(work_dir, name)
+    provenance = read_provenance(student)
+    if provenance is None:
+        resolve(name, work_dir, "last", 256)  # names the students there are
+        raise ConfigError(f"{student}: no student.json: not a student trained by disco")
+    evaluations = {}
+    for path, variant in evaluations_of(work_dir, student / "model"):
+        meta = json.loads((path / "metrics.json").read_text())
+        ev = Evaluation.load(path)
+        others = {v: v for v in ev.scores if v != variant}
+        evaluations[f"{meta.get('dataset')} ({meta.get('split')})"] = ev.select({variant: "student", **others})
+    conversation = provenance.get("conversation", {})
+    return packaging.save_student(Path(out) if out else student / "package", student / "model",
+                                  provenance["document_encoder"], card_provenance(provenance, evaluations),
+                                  query_max_length=conversation.get("max_length"),
+                                  document_max_length=provenance.get("document_max_length"))

@@ -207,6 +207,7 @@ def aggregate(spec: SweepSpec, cells: list[Cell], evaluations: list) -> tuple[li
                 values = [ev.scores[variant][m] for ev in evs]
                 row[m] = sum(values) / len(values)
                 row[f"{m} std"] = _std(values)
+                row[f"{m} p"] = None  # the baseline itself
                 if variant != spec.baseline:
                     mine, base = _per_query_mean(evs, variant, m), _per_query_mean(evs, spec.baseline, m)
                     common = sorted(set(mine) & set(base))
@@ -257,7 +258,7 @@ def markdown(spec: SweepSpec, rows: list[dict], metrics: list[str], max_p: float
 
 
 def _cell(row: dict, metric: str, max_p: float, with_std: bool) -> str:
-    mark = "*" if row.get(f"{metric} p", 1.0) < max_p else ""
+    mark = "*" if (row.get(f"{metric} p") or 1.0) < max_p else ""
     std = f" ± {row[f'{metric} std']:.4f}" if with_std else ""
     return f"{row[metric]:.4f}{std}{mark}"
 

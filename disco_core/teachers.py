@@ -41,7 +41,8 @@ def fuse(scores: pa.Table, vectors: dict[str, tuple[sp.csr_matrix, list[str]]],
     """Combine teachers into the ``targets`` table.
 
     ``scores``: the ``teacher_scores`` of every teacher; ``vectors``: each teacher's query vectors
-    and their ids (to score the union exactly); ``doc_matrix``/``doc_ids``: the corpus vectors.
+    and their ids (to score the union exactly; a teacher without them, whose scores were imported,
+    keeps its listed scores); ``doc_matrix``/``doc_ids``: the corpus vectors.
     ``k`` caps each fused list (default: the size of the union)."""
     if rule not in FUSIONS:
         raise ValueError(f"unknown fusion {rule!r}; choose from {FUSIONS}")
@@ -55,11 +56,14 @@ def fuse(scores: pa.Table, vectors: dict[str, tuple[sp.csr_matrix, list[str]]],
     for qid, did in zip(cols["query_id"], cols["doc_id"]):
         rows.setdefault(qid, set()).add(did)
     out: dict[str, list] = {"query_id": [], "source": [], "doc_id": [], "rank": [], "score": []}
+    listed = _listed_scores(scores, set(vectors))
     for qid in sorted(rows):
         candidates = sorted(rows[qid], key=position.__getitem__)
         block = doc_matrix[[position[d] for d in candidates]]
-        per_teacher = [block @ vectors[t][0][teacher_rows[t][qid]].T for t in vectors if qid in teacher_rows[t]]
-        matrix = np.hstack([np.asarray(s.todense()).reshape(-1, 1) for s in per_teacher])
+        per_teacher = [np.asarray((block @ vectors[t][0][teacher_rows[t][qid]].T).todense()).reshape(-1)
+                       for t in vectors if qid in teacher_rows[t]]
+        per_teacher += [_as_listed(listed[t][qid], candidates) for t in listed if qid in listed[t]]
+        matrix = np.column_stack(per_teacher)
         fused = matrix.mean(axis=1) if rule == "mean" else matrix.max(axis=1)
         order = np.lexsort((np.arange(len(candidates)), -fused))[:k]
         out["query_id"] += [qid] * len(order)
@@ -68,6 +72,23 @@ def fuse(scores: pa.Table, vectors: dict[str, tuple[sp.csr_matrix, list[str]]],
         out["rank"] += list(range(1, len(order) + 1))
         out["score"] += fused[order].astype(np.float32).tolist()
     return schemas.to_table("targets", out)
+
+
+def _listed_scores(scores: pa.Table, rescored: set[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Teacher -> query -> {doc: score} of the teachers without query vectors (imported scores)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    cols = scores.select(["teacher", "query_id", "doc_id", "score"]).to_pydict()
+    for t, q, d, sc in zip(cols["teacher"], cols["query_id"], cols["doc_id"], cols["score"]):
+        if t not in rescored:
+            out.setdefault(t, {}).setdefault(q, {})[d] = sc
+    return out
+
+
+def _as_listed(listed: dict[str, float], candidates: list[str]) -> np.ndarray:
+    """An imported teacher's scores of the candidates; one it did not list gets its lowest listed
+    score (its exact score is unknown: it ranked below everything it kept)."""
+    floor = min(listed.values())
+    return np.asarray([listed.get(d, floor) for d in candidates], dtype=np.float64)
 
 
 def target_lists(table: pa.Table, source: str = "source") -> dict[str, list[tuple[list[str], list[float]]]]:

@@ -6,6 +6,8 @@
     disco sweep -c data/configs/sweeps/mtrag-lodo.yaml
     disco stages                      # the stages, as declared
     disco students                    # the students trained in the work dir
+    disco package NAME                # a student as a sentence-transformers folder with a model card
+    disco publish NAME me/my-student  # ... pushed to the Hugging Face hub
     disco datasets                    # the registry
     disco config -c my.yaml           # the resolved configuration
 
@@ -22,7 +24,6 @@ import sys
 from pathlib import Path
 
 import tasks  # noqa: F401  (environment defaults, stage declarations)
-
 from disco_core.errors import DiscoError
 
 
@@ -77,6 +78,19 @@ def _parser() -> argparse.ArgumentParser:
     students = sub.add_parser("students", help="list the students trained in a work dir")
     students.add_argument("-c", "--config", help="YAML config (its work_dir)")
     sub.add_parser("datasets", help="list the registered datasets")
+    pack = sub.add_parser("package", help="a trained student as a sentence-transformers folder with a model card")
+    publish = sub.add_parser("publish", help="package a trained student and push it to the Hugging Face hub")
+    for p in (pack, publish):
+        p.add_argument("student", help="the student's name (see `disco students`)")
+        p.add_argument("-c", "--config", help="YAML config (its work_dir)")
+        p.add_argument("--out", help="the folder to write (default: <student>/package)")
+    publish.add_argument("repo_id", help="e.g. me/disco-mtrag-splade")
+    export = sub.add_parser("export-teachers", help="each teacher's scores and rewrites in the DiSCo authors' formats")
+    export.add_argument("out", help="the folder to write <teacher>.run.json and <teacher>.rewrites.tsv to")
+    export.add_argument("-c", "--config", help="YAML config")
+    export.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    export.add_argument("--id-map", help="TSV of their query ids -> ours, to write their ids")
+    publish.add_argument("--private", action="store_true")
     return parser
 
 
@@ -146,6 +160,44 @@ def _students(args) -> int:
     return 0
 
 
+def _package(args) -> int:
+    from disco_core import students
+    from disco_core.config import load_config
+
+    folder = students.package(load_config(args.config).work_dir, args.student, args.out)
+    print(f"packaged: {folder} (sentence_transformers.SparseEncoder({str(folder)!r}))")
+    return 0
+
+
+def _publish(args) -> int:
+    from disco_core import packaging, students
+    from disco_core.config import load_config
+
+    folder = students.package(load_config(args.config).work_dir, args.student, args.out)
+    print(f"published: {packaging.publish(folder, args.repo_id, private=args.private)}")
+    return 0
+
+
+def _export_teachers(args) -> int:
+    """The dataset's teachers (run or cache hits), written in the authors' run JSON and rewrite TSV."""
+    from disco_core import paper_files, schemas
+    from flows.pipeline import run
+
+    summary = run(args.config, args.overrides, ["score_teachers"])
+    id_map = paper_files.invert(paper_files.load_id_map(args.id_map)) if args.id_map else None
+    out = Path(args.out)
+    for node_id, s in summary.items():
+        folder = Path(s["folder"])
+        if s["stage"] == "score_teachers":
+            table = schemas.read_table("teacher_scores", folder / "teacher_scores.parquet")
+            paper_files.write_teacher_run(table, out / f"{s['info']['teacher']}.run.json", id_map=id_map)
+        elif s["stage"] == "rewrite":
+            table = schemas.read_table("rewrites", folder / "rewrites.parquet")
+            paper_files.write_rewrites(table, out / f"{s['info']['teacher']}.rewrites.tsv", id_map=id_map)
+    print(f"teachers written to {out}")
+    return 0
+
+
 def _datasets(args) -> int:
     from disco_core import datasets
 
@@ -155,7 +207,7 @@ def _datasets(args) -> int:
 
 
 _COMMANDS = {"run": _run, "sweep": _sweep, "config": _config, "stages": _stages, "students": _students,
-             "datasets": _datasets}
+             "datasets": _datasets, "package": _package, "publish": _publish, "export-teachers": _export_teachers}
 
 
 if __name__ == "__main__":

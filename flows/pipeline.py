@@ -18,6 +18,7 @@ from collections.abc import Callable
 import tasks  # noqa: F401  (environment defaults, stage declarations)
 
 from prefect import flow, get_run_logger
+from prefect.exceptions import UpstreamTaskError
 from prefect.futures import wait
 
 from disco_core.config import Config, load_config
@@ -69,18 +70,13 @@ def submit(graph: Graph, ids: list[str], force: list[str] = (),
     _wait(futures, set(hits), on_progress)
     results, errors = dict(hits), []
     for node_id, future in futures.items():
-        state = future.state
-        if state.is_completed():
+        try:
             results[node_id] = future.result()
-        elif state.is_failed() or state.is_crashed():
-            errors.append(future)
+        except Exception as exc:  # noqa: BLE001  (raised below: the first that is not a consequence)
+            errors.append(exc)
     if errors:
-        errors[0].result()  # raises the first failure's own exception (DiscoError: one clear line)
-    missing = [i for i in futures if i not in results]
-    results = {n.id: results[n.id] for n in graph.order(ids) if n.id in results}  # in plan order
-    if missing:
-        raise RuntimeError(f"stages did not finish: {missing}")
-    return results
+        raise next((e for e in errors if not isinstance(e, UpstreamTaskError)), errors[0])
+    return {n.id: results[n.id] for n in graph.order(ids)}  # in plan order
 
 
 def _wait(futures: dict, done: set[str], on_progress, every: float = 10.0) -> None:
@@ -134,7 +130,8 @@ def run(config_path: str | None = None, overrides: list[str] | None = None, targ
 def mark_crashed() -> int:
     """Flow runs of this machine left RUNNING by a killed process: marked Crashed. Returns how many."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
+    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
+                                                FlowRunFilterTags)
     from prefect.client.schemas.objects import StateType
     from prefect.states import Crashed
 

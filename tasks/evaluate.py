@@ -7,7 +7,7 @@ import re
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
-from disco_core import evaluation, schemas, splits, vectors
+from disco_core import evaluation, latex, schemas, splits, trec, vectors
 from disco_core import report as report_lib
 from disco_core.io import write_json_atomic, write_text_atomic
 from disco_core.variants import FUSED_TEACHERS
@@ -38,7 +38,8 @@ class Evaluated(BaseModel):
 
 @stage("evaluate", needs=("ingest", "encode_corpus", "retrieve", "fuse_runs", "fuse", "encode_queries"),
        result=Evaluated, keys=("evaluation.metrics", "evaluation.stat_test", "evaluation.max_p"),
-       outputs={"metrics": "metrics.json", "table": "metrics.md", "per_query": "per_query.parquet"})
+       outputs={"metrics": "metrics.json", "table": "metrics.md", "per_query": "per_query.parquet",
+                "latex": "metrics.tex", "qrels": "qrels.trec"})
 def evaluate(ctx: Context) -> Evaluated:
     """Runs + qrels of one split -> metrics.json, metrics.md, per_query.parquet (ranx)."""
     cfg, ds = ctx.cfg, ctx.params["ds"]
@@ -58,8 +59,16 @@ def evaluate(ctx: Context) -> Evaluated:
         ev.extra[v]["q nnz"] = sum(judged) / len(judged) if judged else None
     split = str(ctx.params["split"])
     title = f"## {ds.name}: retrieval with {cfg.encoder.model}" + ("" if split == "all" else f" ({split} turns)")
-    ev.save(ctx.node.folder, dataset=ds.name, model=cfg.encoder.model, split=split, baseline=variants[0])
+    # each encoded variant's query encoder (a student's model folder: how `disco package` finds
+    # the evaluations of a student)
+    encoders = {v: q.info.encoder for v, q in zip(encoded, ctx.inputs["queries"])}
+    ev.save(ctx.node.folder, dataset=ds.name, model=cfg.encoder.model, split=split, baseline=variants[0],
+            encoders=encoders)
     write_text_atomic(ctx.out("table"), f"{title}\n\n" + ev.markdown(baseline=variants[0]))
+    write_text_atomic(ctx.out("latex"), latex.evaluation_latex(ev, baseline=variants[0], caption=title.lstrip("# ")))
+    # the judged turns of the split as TREC qrels, beside the runs' .trec files: trec_eval -c gives
+    # the metrics above (queries without a relevant judgment are left out, as ranx leaves them out)
+    trec.write_trec_qrels(qrels, ctx.out("qrels"))
     return Evaluated(scores=ev.scores, n_queries=ev.n_queries, split=split)
 
 
@@ -90,6 +99,20 @@ def _(cfg, ds, split, variants):
 
 
 evaluate.label(lambda cfg, ds, split, variants: split.label)
+
+
+@evaluate.track
+def _(node, result):
+    _track(node, result, [result["table"], result["latex"]])
+
+
+def _track(node, result, artifacts) -> None:
+    from disco_core.tracking import log_run
+
+    from .run import tracker
+
+    log_run(tracker(node.cfg), node.id, params={"evaluation": node.settings, "dataset": node.params["ds"].name},
+            metrics=result.info.scores, artifacts=artifacts, tags={"stage": node.stage.name})
 evaluate.publish(lambda cfg, result: publish("metrics", result.folder.parent.parent.name, result["table"],
                                              "disco retrieval metrics"))
 
@@ -105,10 +128,11 @@ NAMES = {"student": "student (DiSCo)", FUSED_TEACHERS: "fused teachers ({fusion}
 
 
 @stage("report", needs=("evaluate", "ingest", "rewrite", "encode_queries", "retrieve"), result=Reported,
-       measured_inputs=True, outputs={"report": "report.md", "json": "report.json", "plot": "depth.png"})
+       measured_inputs=True, outputs={"report": "report.md", "json": "report.json", "plot": "depth.png",
+                                      "latex": "report.tex"})
 def report(ctx: Context) -> Reported:
     """Student vs teachers vs baselines on the split: Markdown, JSON, plot (rendered, not recomputed)."""
-    cfg, ds = ctx.cfg, ctx.params["ds"]
+    ds = ctx.params["ds"]
     ev = evaluation.Evaluation.load(ctx.inputs["evaluate"].folder)
     rows = [_row(ctx, v.name) for v in ctx.params["variants"]]
     turn_of = {t["query_id"]: t["turn"] for t in split_turns(ctx)}
@@ -119,6 +143,9 @@ def report(ctx: Context) -> Reported:
     write_text_atomic(ctx.out("report"), text)
     write_json_atomic(ctx.out("json"), {**ev.to_dict(), **summary})
     report_lib.plot(summary, ctx.out("plot"), title)
+    best = summary["best_teacher"]
+    write_text_atomic(ctx.out("latex"), latex.evaluation_latex(ev, baseline=best, caption=title,
+                                                               label=f"tab:disco-{ds.scope}"))
     ctx.log.info("report:\n%s", text)
     return Reported(scores=ev.scores, best_teacher=summary["best_teacher"])
 
@@ -162,5 +189,6 @@ def _(cfg, ds, split, variants):
 
 
 report.label(lambda cfg, ds, split, variants: split.label)
+report.track(lambda node, result: _track(node, result, [result["report"], result["plot"], result["latex"]]))
 report.publish(lambda cfg, result: publish("report", result.folder.parent.parent.name, result["report"],
                                            "DiSCo report"))

@@ -211,6 +211,10 @@ class Planner:
                 return ref
         return TeacherRef(name, TeacherConfig(name=name, backend="dataset"))
 
+    def fuse(self, ds: DatasetRef) -> Node:
+        """The dataset's fused teacher targets."""
+        return self.node("fuse", ds=ds, teachers=tuple(self.teachers(ds)))
+
     def variants(self, ds: DatasetRef, names: list[str]) -> list[Variant]:
         fusions = tuple(f.name for f in self.cfg.evaluation.fusions)
         out = [parse_variant(v, ds.teacher, fusions) for v in names]

@@ -179,7 +179,7 @@ def run_source(plan, ds, variant: Variant):
     if variant.kind == FUSED_TEACHERS:
         if plan.cfg.distill.fusion == "per-teacher":
             raise ConfigError("variant fused-teachers needs distill.fusion mean or max (per-teacher fuses nothing)")
-        return plan.node("fuse", ds=ds)
+        return plan.fuse(ds)
     student = plan.student(variant.student) if variant.uses_student else None
     return plan.node("retrieve", ds=ds, variant=variant, student=student)
 

@@ -58,6 +58,7 @@ class Stage:
             str(v) for k, v in params.items() if k != "ds")
         self._folder: Callable[..., str] | None = None  # a fixed folder (a named artifact) instead
         self.after: Callable[[Config, cache.StageResult], None] | None = None
+        self.tracked: Callable[[Node, cache.StageResult], None] | None = None
 
     # hooks, used as decorators on the declaration
     def wire(self, fn):
@@ -97,6 +98,12 @@ class Stage:
     def publish(self, fn):
         """``fn(cfg, result)``: after the instance (hit or not), e.g. a Prefect artifact."""
         self.after = fn
+        return fn
+
+    def track(self, fn):
+        """``fn(node, result)``: after the instance built (not on a hit), with ``tracking.enabled``:
+        what it logs to the experiment tracker."""
+        self.tracked = fn
         return fn
 
     def outputs(self, cfg: Config, **params) -> dict[str, str]:

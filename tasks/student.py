@@ -41,7 +41,8 @@ def train(ctx: Context) -> Trained:
     cfg, parts = ctx.cfg, ctx.params["parts"]
     doc_matrix, offsets = _documents(ctx)
     run_dir = _run_dir(ctx)
-    trainer = distill.Trainer(base_model(cfg), cfg.train, doc_matrix, run_dir, device=cfg.encoder.device)
+    trainer = distill.Trainer(base_model(cfg), cfg.train, doc_matrix, run_dir, device=cfg.encoder.device,
+                              threads=cfg.encoder.threads)
     formatter = ConversationFormatter(trainer.student.tokenizer, cfg.train.max_length, cfg.conversation.answers)
     examples, dev_sets, counts = [], [], []
     for i, part in enumerate(parts):
@@ -108,6 +109,7 @@ def _provenance(ctx: Context, result: Trained, counts: list[dict]) -> dict:
     return {
         "name": ctx.params["student"],
         "base_model": base_model(cfg), "document_encoder": cfg.encoder.model,
+        "document_max_length": cfg.encoder.doc_max_length,
         "conversation": {"answers": cfg.conversation.answers, "max_length": cfg.train.max_length,
                          "format": "q_n [SEP] a_{n-1} [SEP] q_{n-1} ... (newest first)"},
         "data": counts, "split": plain(cfg.split), "dev_fraction": cfg.train.dev_fraction,
@@ -124,7 +126,7 @@ def _(plan, student, parts):
     for part in parts:
         needs["ingest"].append(plan.node("ingest", ds=part.ds))
         needs["encode_corpus"].append(plan.node("encode_corpus", ds=part.ds))
-        needs["fuse"].append(plan.node("fuse", ds=part.ds))
+        needs["fuse"].append(plan.fuse(part.ds))
         if plan.cfg.train.dev_fraction > 0:
             needs["index"].append(plan.node("index", ds=part.ds))
     return needs
@@ -134,6 +136,23 @@ def _(plan, student, parts):
 def _(cfg, student, parts):
     return {"train": plain(cfg.train), "data": [[p.ds.scope, str(p.split)] for p in parts],
             "answers": cfg.conversation.answers, "split": plain(cfg.split)}
+
+
+@train.track
+def _(node, result):
+    import json
+
+    from disco_core.tracking import log_run
+
+    from .run import tracker
+
+    history = json.loads(result["log"].read_text())
+    dev = {f"dev_mrr@10_epoch_{e}": s for e, s in result.info.dev.items()}
+    log_run(tracker(node.cfg), f"train {result.info.student}", params={"train": plain(node.cfg.train),
+            "data": node.settings["data"], "teachers": plain(node.cfg.teachers), "fusion": node.cfg.distill.fusion},
+            metrics={"examples": result.info.examples, "epoch": result.info.epoch, **dev}, history=history,
+            artifacts=[result["provenance"], result["log"]], student=result["model"],
+            tags={"stage": "train", "student": result.info.student})
 
 
 train.models(lambda cfg, student, parts: [(base_model(cfg), resolve_model(base_model(cfg)))])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import BaseModel
 
-from disco_core import rewriters, schemas, teachers, vectors
+from disco_core import paper_files, rewriters, schemas, teachers, vectors
 from disco_core.index import InvertedIndex
 from disco_core.io import short_hash
 from disco_core.variants import Variant
@@ -98,14 +98,24 @@ class TeacherScores(BaseModel):
        outputs={"teacher_scores": "teacher_scores.parquet"})
 def score_teachers(ctx: Context) -> TeacherScores:
     """A teacher's top-k from the shared index, searched with its rewrites' vectors: its scores."""
-    cfg, name = ctx.cfg, ctx.params["teacher"].name
+    cfg, teacher = ctx.cfg, ctx.params["teacher"]
+    name = teacher.name
     matrix, qids = vectors.load_vectors(ctx.inputs["queries"]["vectors"])
-    index = InvertedIndex.load(ctx.inputs["index"]["index"])
-    scores = teachers.teacher_scores(index, matrix, qids, name, k=cfg.distill.teacher_k,
-                                     batch_size=cfg.index.query_batch_size, threads=cfg.index.threads)
+    if teacher.config.scores:  # the scores someone else computed (the DiSCo authors' run files)
+        id_map = paper_files.load_id_map(teacher.config.id_map) if teacher.config.id_map else None
+        scores = paper_files.read_teacher_run(teacher.config.scores, name, id_map, k=cfg.distill.teacher_k)
+    else:
+        index = InvertedIndex.load(ctx.inputs["index"]["index"])
+        scores = teachers.teacher_scores(index, matrix, qids, name, k=cfg.distill.teacher_k,
+                                         batch_size=cfg.index.query_batch_size, threads=cfg.index.threads)
     schemas.write_table("teacher_scores", scores, ctx.out("teacher_scores"))
     ctx.log.info("score_teachers %s: %d queries, %d scores", name, len(qids), scores.num_rows)
     return TeacherScores(teacher=name, queries=len(qids), scores=scores.num_rows)
+
+
+@score_teachers.sources
+def _(cfg, ds, teacher):
+    return [Path(p) for p in (teacher.config.scores, teacher.config.id_map) if p]
 
 
 @score_teachers.wire
@@ -129,7 +139,10 @@ def fuse(ctx: Context) -> Fused:
     scored, encoded = ctx.inputs["scores"], ctx.inputs["queries"]
     table = pa.concat_tables([schemas.read_table("teacher_scores", s["teacher_scores"]) for s in scored])
     names = [s.info.teacher for s in scored]
-    query_vectors = {n: vectors.load_vectors(e["vectors"]) for n, e in zip(names, encoded)}
+    # a teacher whose scores were imported keeps them: rescoring its candidates with our vectors
+    # would replace the very targets it was imported for
+    imported = {t.name for t in ctx.params["teachers"] if t.config.scores}
+    query_vectors = {n: vectors.load_vectors(e["vectors"]) for n, e in zip(names, encoded) if n not in imported}
     doc_matrix, doc_ids = vectors.load_vectors(ctx.inputs["encode_corpus"]["doc_vectors"])
     targets = teachers.fuse(table, query_vectors, doc_matrix, doc_ids, cfg.distill.fusion, k=cfg.distill.teacher_k)
     schemas.write_table("targets", targets, ctx.out("targets"))
@@ -138,8 +151,8 @@ def fuse(ctx: Context) -> Fused:
 
 
 @fuse.wire
-def _(plan, ds):
-    refs = plan.teachers(ds)
+def _(plan, ds, teachers=()):
+    refs = list(teachers)
     if not refs:
         from disco_core.errors import ConfigError
 
@@ -147,3 +160,6 @@ def _(plan, ds):
     return {"scores": [plan.node("score_teachers", ds=ds, teacher=t) for t in refs],
             "queries": [plan.node("encode_queries", ds=ds, variant=Variant("rewrite", teacher=t.name)) for t in refs],
             "encode_corpus": plan.node("encode_corpus", ds=ds)}
+
+
+fuse.label(lambda cfg, ds, teachers=(): "")

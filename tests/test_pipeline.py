@@ -249,3 +249,115 @@ def test_download_stage_fetches_once_and_feeds_ingest(tmp_path, monkeypatch, pre
         assert not third["download"]["cache_hit"] and server.total_requests == 3
     finally:
         server.close()
+
+
+def test_a_trained_student_loads_in_sentence_transformers_with_its_card(run, monkeypatch, tmp_path):
+    """`disco package`: SparseEncoder(folder) encodes a conversation with the student and a passage
+    with the frozen document encoder, giving the pipeline's own vectors; `disco publish` goes as far
+    as the upload call."""
+    import numpy as np
+
+    from disco_core import schemas, vectors
+    from disco_core.encoder import document_text
+    from disco_core.packaging import load_student
+    from flows.cli import main
+
+    _, summary = run()
+    student = folder(summary, "train")
+    assert main(["package", student.name, "--out", str(tmp_path / "pkg")]) == 0
+    model = load_student(tmp_path / "pkg")
+    # the pipeline's student vectors of a held-out turn, and its document vectors of a passage
+    stored, qids = vectors.load_vectors(folder(summary, "encode_queries[student]") / "vectors.npz")
+    queries = schemas.read_table("queries", folder(summary, "encode_queries[student]") / "queries.parquet").to_pylist()
+    text = next(q["text"] for q in queries if q["query_id"] == qids[7])
+    q = model.encode_query([text], convert_to_tensor=True).to_dense().numpy()
+    assert np.abs(q - stored[7].toarray()).max() < 1e-5
+    docs, doc_ids = vectors.load_vectors(folder(summary, "encode_corpus") / "doc_vectors.npz")
+    corpus = schemas.read_table("corpus", folder(summary, "ingest") / "corpus.parquet").to_pylist()
+    d = model.encode_document([document_text(corpus[3]["title"], corpus[3]["text"])], convert_to_tensor=True)
+    assert doc_ids[3] == corpus[3]["doc_id"] and np.abs(d.to_dense().numpy() - docs[3].toarray()).max() < 1e-5
+    card = (tmp_path / "pkg" / "README.md").read_text()
+    assert "lowercase" in card and "human" in card and "MRR@10" in card and "| student |" in card
+
+    calls = []
+    from huggingface_hub import HfApi
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create", repo_id)))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw["repo_id"],
+                                                                                  kw["folder_path"])) or "url")
+    assert main(["publish", student.name, "me/disco-test", "--out", str(tmp_path / "pub")]) == 0
+    assert calls == [("create", "me/disco-test"), ("upload", "me/disco-test", str(tmp_path / "pub"))]
+
+
+def test_trec_files_reproduce_the_metrics_and_latex_tables_are_written(run):
+    """The split's qrels beside the runs' TREC files: trec_eval's code (pytrec_eval) gives the
+    evaluation's MRR@10 and nDCG@3."""
+    import pytrec_eval
+
+    _, summary = run()
+    evaluated = folder(summary, "evaluate[test]")
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    qrels = {}
+    for line in (evaluated / "qrels.trec").read_text().splitlines():
+        q, _, d, rel = line.split()
+        qrels.setdefault(q, {})[d] = int(rel)
+    measure = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank", "ndcg_cut.3"})
+    for variant, name in (("student", "retrieve[student]"), ("last_turn", "retrieve[last_turn]")):
+        trec_run = {}
+        for line in (folder(summary, name) / "run.trec").read_text().splitlines():
+            q, _, d, rank, score, _ = line.split()
+            if q in qrels and int(rank) <= 10:
+                trec_run.setdefault(q, {})[d] = float(score)
+        per_query = measure.evaluate(trec_run)
+        mean = {m: sum(per_query.get(q, {}).get(m, 0.0) for q in qrels) / len(qrels) for m in ("recip_rank", "ndcg_cut_3")}
+        assert abs(mean["recip_rank"] - metrics["scores"][variant]["mrr@10"]) < 1e-4
+        assert abs(mean["ndcg_cut_3"] - metrics["scores"][variant]["ndcg@3"]) < 1e-4
+    assert "\\begin{table}" in (evaluated / "metrics.tex").read_text()
+    assert "W/T/L" in (folder(summary, "report[test]") / "report.tex").read_text()
+
+
+def test_tracking_logs_a_run_with_parameters_metrics_and_artifacts(run):
+    from disco_core.tracking import tracker
+
+    ran, _ = run("tracking.enabled=true", force=["report", "train"])
+    assert {"report[test]", "train"} <= ran
+    client = tracker(True, root=run.work / "mlflow").client
+    experiment = client.get_experiment_by_name("disco")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    report = next(r for name, r in runs.items() if name.startswith("report["))
+    assert any(k.endswith("mrr_at_10") for k in report.data.metrics)
+    assert {a.path for a in client.list_artifacts(report.info.run_id)} >= {"report.md", "depth.png", "report.tex"}
+    train = next(r for name, r in runs.items() if name.startswith("train "))
+    assert "train.learning_rate" in train.data.params and "examples" in train.data.metrics
+
+
+def test_the_authors_files_out_and_in_train_a_student(run, tmp_path):
+    """Our teachers exported in the DiSCo authors' formats (their ids: a map), imported back as a
+    teacher whose scores are the run file's: its targets are those scores exactly, and a student
+    trains on them."""
+    from disco_core import schemas
+    from flows.cli import main
+
+    turns = schemas.read_table("turns", next((run.work / "embedded" / "ingest").glob("*/turns.parquet")))
+    ours = turns["query_id"].to_pylist()
+    id_map = tmp_path / "ids.tsv"
+    id_map.write_text("".join(f"{i}\t{q}\n" for i, q in enumerate(ours)))  # their ids: row numbers
+    out = tmp_path / "paper"
+    assert main(["export-teachers", str(out), "--set", f"work_dir={run.work}", "--set", run.teachers,
+                 "--id-map", str(id_map)]) == 0
+    exported = json.loads((out / "human.run.json").read_text())
+    assert set(exported) == {str(i) for i in range(len(ours))}
+    assert (out / "human.rewrites.tsv").read_text().startswith("0\t")
+
+    paper = (f"teachers=[{{name: paper, backend: file, path: {tmp_path / 'rewrites.tsv'}, "
+             f"scores: {out / 'human.run.json'}, id_map: {id_map}}}]")
+    (tmp_path / "rewrites.tsv").write_text("".join(
+        f"{q}\t{line.split(chr(9), 1)[1]}" for q, line in zip(ours, (out / "human.rewrites.tsv").read_text().splitlines(True))))
+    ran, summary = run(paper, targets=["train"])
+    assert {"score_teachers[paper]", "fuse", "train"} <= ran
+    targets = schemas.read_table("targets", folder(summary, "fuse") / "targets.parquet").to_pylist()
+    first = ours[0]
+    listed = {d: s for d, s in exported["0"].items()}
+    mine = {t["doc_id"]: t["score"] for t in targets if t["query_id"] == first}
+    assert mine.keys() == listed.keys() and all(abs(mine[d] - listed[d]) < 1e-5 for d in mine)
+    assert summary[next(i for i in summary if i.startswith("train["))]["info"]["steps"] > 0

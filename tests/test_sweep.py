@@ -3,8 +3,10 @@ sweep on a Dask cluster; the scheduled deployment served against a real Prefect 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def write_spec(path: Path, work: Path, **changes) -> Path:
     spec = {"name": "tiny",
             "set": {"work_dir": str(work), "teachers": [{"backend": "dataset"}], "train.epochs": 1,
-                    "train.batch_size": 32, "evaluation.split": "test"},
+                    "train.batch_size": 32, "evaluation.split": "test",
+                    # one torch thread everywhere: a Dask worker's results then equal a local run's
+                    "encoder.threads": 1},
             "axes": {"train.seed": [1, 2]},
             "variants": ["last_turn", "student"], "baseline": "last_turn"}
     for key, value in changes.items():
@@ -122,7 +126,7 @@ def test_a_sweep_writes_one_leaderboard_and_reruns_only_new_cells(local_sweep):
 
     again = run_sweep(str(spec))  # the same sweep: nothing runs
     assert all(s["cache_hit"] for s in again["stages"].values())
-    bigger = write_spec(tmp / "tiny3.yaml", tmp / "work", axes={"train.seed": [1, 2, 3]})
+    bigger = write_spec(tmp / "tiny3.yaml", tmp / "work", name="tiny3", axes={"train.seed": [1, 2, 3]})
     third = run_sweep(str(bigger))  # a new seed: only its cell's instances run
     ran = {i.split("[")[0] for i, s in third["stages"].items() if not s["cache_hit"]}
     assert ran == {"train", "encode_queries", "retrieve", "evaluate"}
@@ -176,18 +180,19 @@ def test_the_scheduled_deployment_produces_the_leaderboard(local_sweep, tmp_path
         serve_code = (
             "from datetime import timedelta\n"
             "from flows.sweep import disco_sweep\n"
-            f"disco_sweep.serve(name={deployment['name']!r}, interval=timedelta(seconds=3600),\n"
+            f"disco_sweep.serve(name={deployment['name']!r}, interval=timedelta(seconds=10), limit=1,\n"
             f"                  parameters={{'sweep_path': {str(scheduled)!r}}})\n")
-        serve = subprocess.Popen([sys.executable, "-c", serve_code], cwd=ROOT, env=env,
+        serve = subprocess.Popen([sys.executable, "-c", serve_code], cwd=ROOT, env=env, start_new_session=True,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         board = tmp / "work" / "sweeps" / "scheduled" / "leaderboard.md"
         _wait_for(board.exists, 300, "the scheduled run's leaderboard")
         assert "| student |" in board.read_text()
     finally:
         for proc in (serve, server):
-            if proc is not None:
-                proc.terminate()
-                proc.wait(30)
+            if proc is not None:  # the runner and the flow runs it started, then the server
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL) if proc is serve else proc.terminate()
+                proc.wait(60)
 
 
 def _healthy(port: int) -> bool:

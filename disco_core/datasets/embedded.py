@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import schemas
+from ..env import ROOT
 from ..errors import ConfigError, DataError
 from ..io import read_jsonl, read_tsv
 from ._rows import (CORPUS_HEADER, REWRITES_HEADER, KeyedRows, Passages, check_id, check_judgment, domain, grade,
                     optional_text, qrels_mapping, query_id, read_qrels, text, turn_number)
 from .registry import DatasetSpec, DatasetTables, register
 
-PROJECT_DATA = Path(__file__).resolve().parents[2] / "data"
+PROJECT_DATA = ROOT / "data"
 
 
 def _topic(rec: dict[str, Any]) -> Any:

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import schemas
+from ..env import ROOT
 from ..errors import DataError
 from ..io import read_jsonl
-from ._rows import (KeyedRows, Passages, check_id, check_judgment, domain, optional_text, read_qrels, text,
-                    turn_number)
+from ._rows import (KeyedRows, Passages, check_id, check_judgment, domain, optional_text, read_qrels, text, turn_number)
 from .registry import DatasetSpec, DatasetTables, register
 
 REWRITE_TEACHER = "mtrag-mixtral"
@@ -32,7 +32,7 @@ DOMAINS = ("clapnq", "cloud", "fiqa", "govt")
 def default_path() -> Path:
     # ``../shared/data/mtrag`` from the project root, unless DISCO_MTRAG_PATH says otherwise.
     env = os.environ.get("DISCO_MTRAG_PATH")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data" / "mtrag"
+    return Path(env) if env else ROOT.parent / "shared" / "data" / "mtrag"
 
 
 def _strip_prefix(value: str) -> str:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from .. import schemas
 from ..download import RemoteFile, fetch
+from ..env import cache_dir
 from ..errors import ConfigError, DataError
 
 TABLES = ("corpus", "turns", "qrels", "rewrites")
@@ -135,7 +136,7 @@ def get(name: str) -> DatasetSpec:
 def data_dir() -> Path:
     """Where downloaded datasets live: ``$DISCO_DATA_DIR`` or ``<project>/.cache/datasets``."""
     env = os.environ.get("DISCO_DATA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / ".cache" / "datasets"
+    return Path(env) if env else cache_dir() / "datasets"
 
 
 def source_path(name: str, path: str | Path | None = None, cache_dir: str | Path | None = None) -> Path:
