@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import _common
@@ -36,12 +35,14 @@ from _common import (Stopwatch, docs_arg, machine, native_stdout_silenced, print
                      verdict, write_json)
 
 import numpy as np
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from disco_core import datasets
 from disco_core.encoder import SpladeEncoder, document_text
 from disco_core.index import InvertedIndex
-from disco_core.queries import build_queries, resolve_variant
+from disco_core.conversation import ConversationFormatter
+from disco_core.variants import parse_variant, query_texts
 
 
 def parse_args() -> argparse.Namespace:
@@ -112,10 +113,14 @@ def load_vectors(args) -> tuple[sp.csr_matrix, sp.csr_matrix, dict]:
     else:
         docs = cached_encode(encoder, [all_texts[i] for i in positions], "docs")
 
-    variants = [resolve_variant(v.strip(), spec.rewrite_teacher) for v in args.variants.split(",")]
-    queries = build_queries(tables.turns, tables.rewrites, variants, formatter=None)
-    query_vectors = cached_encode(encoder, queries["text"].to_pylist(), "queries")
-    counts = dict(Counter(queries["variant"].to_pylist()))
+    turns, texts, counts = tables.turns.to_pylist(), [], {}
+    for name in args.variants.split(","):
+        variant = parse_variant(name.strip(), spec.rewrite_teacher)
+        rewrites = tables.rewrites.filter(pc.equal(tables.rewrites["teacher"], variant.teacher or ""))
+        _, variant_texts = query_texts(variant, turns, ConversationFormatter(), rewrites)
+        texts += variant_texts
+        counts[variant.name] = len(variant_texts)
+    query_vectors = cached_encode(encoder, texts, "queries")
     info = {"documents": docs.shape[0], "sample seed": args.seed if args.docs else None,
             "doc non-zeros (mean)": round(docs.nnz / docs.shape[0], 1),
             "queries": query_vectors.shape[0], "query variants": counts,
