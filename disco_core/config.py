@@ -70,20 +70,38 @@ class EvaluationConfig(_Section):
 
 
 class TeacherConfig(_Section):
-    """One teacher: a named rewriter backend (see disco_core/rewriters.py)."""
+    """One teacher: a named rewriter backend (see disco_core/rewriters/ and docs/teachers.md).
+
+    Fields marked ``# perf-only`` change speed, memory or how failures are retried, never the
+    rewrites: they belong in no cache key."""
 
     name: str | None = Field(None, description="teacher name (default: the dataset's teacher for backend=dataset)")
-    backend: Literal["dataset", "hf", "openai", "file"] = "dataset"
-    model: str | None = Field(None, description="hf: alias, hub id or folder; openai: the served model name")
-    gguf_file: str | None = Field(None, description="hf: GGUF file inside the model folder/repo")
+    backend: Literal["dataset", "hf", "llamacpp", "openai", "file"] = "dataset"
+    model: str | None = Field(None, description="hf/llamacpp: alias (smollm2-135m-instruct, gemma3-270m), hub id, "
+                              "folder or .gguf file; openai: the served model name")
+    gguf_file: str | None = Field(None, description="hf/llamacpp: GGUF file inside the model folder/repo")
+    prompt: Literal["auto", "chat", "completion"] = Field(
+        "auto", description="hf/llamacpp: chat messages through the model's chat template, or one plain-text "
+        "completion prompt (base models); auto: the alias's choice, else chat when the model has a template")
+    weights: Literal["f32", "f16", "gguf"] = Field(
+        "f32", description="llamacpp: the GGUF's tensors converted once to float32 (the numbers the hf path "
+        "computes with; fastest here), to float16, or used as shipped (gguf: least memory)")
     path: str | None = Field(None, description="file: TSV/JSONL of query id and rewrite")
     base_url: str | None = Field(None, description="openai: e.g. http://localhost:8000/v1")
     api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the key")
-    concurrency: int = Field(4, gt=0)
-    timeout: float = Field(60.0, gt=0)
-    retries: int = Field(4, ge=0)
-    backoff: float = Field(1.0, ge=0)
-    batch_size: int = Field(16, gt=0, description="hf: prompts per generate call")
+    concurrency: int = Field(4, gt=0, description="openai: requests in flight")  # perf-only
+    timeout: float = Field(60.0, gt=0, description="openai: seconds per request")  # perf-only
+    retries: int = Field(4, ge=0, description="openai: retries of a request, exponential backoff")  # perf-only
+    backoff: float = Field(1.0, ge=0, description="openai: first backoff in seconds, doubled per retry")  # perf-only
+    retry_pause: float = Field(30.0, ge=0, description="openai: seconds before the second pass over turns "
+                               "left unanswered (a restarting server)")  # perf-only
+    batch_size: int = Field(16, gt=0, description="hf: prompts per generate call")  # perf-only
+    prefix_cache: bool = Field(True, description="hf: compute the few-shot prefix once and reuse its "
+                               "keys/values (same greedy rewrites, measured)")  # perf-only
+    parallel: int = Field(8, gt=0, description="llamacpp: sequences decoded together (one batch per "
+                          "step, the few-shot prefix shared in the KV cache)")  # perf-only
+    threads: int | None = Field(None, gt=0, description="hf/llamacpp: CPU threads (default: the "
+                                "library's choice)")  # perf-only
     max_new_tokens: int = Field(40, gt=0, description="a rewrite is one question: ~10-30 tokens")
     history_turns: int = Field(3, gt=0, description="earlier turns shown to the LLM")
     answer_chars: int = Field(400, gt=0, description="characters kept of each earlier answer")
