@@ -7,11 +7,13 @@ model), greedy decoding, ``max_new_tokens`` alike, for each model:
   this change: whole prompts left-padded in batches, every sequence decoded to EOS or the limit;
 - *transformers, fast*: ``HFRewriter`` as configured by default (few-shot prefix computed once and
   its KV cache copied per batch; a sequence stops once its cleaned rewrite is settled);
-- *llama.cpp engine*: ``LlamaCppRewriter`` (GGUF weights as shipped, ``parallel`` sequences per
-  step over one shared prefix).
+- *llama.cpp engine*: ``LlamaCppRewriter`` (``parallel`` sequences per step over one shared
+  prefix), with the GGUF's weights converted once to float32 (``engine``, the default) and as shipped
+  (``engine-gguf``).
 
 Each path runs in a fresh subprocess (clean peak memory, no allocator state carried over), one after
-another, model loading untimed. Reported: seconds per turn, turns/s, generated tokens/s, peak RSS
+another, model loading untimed. Reported: wall and CPU seconds per turn (CPU time is the steadier
+figure on a shared machine), turns/s, generated tokens/s, prompt tokens computed per turn, peak RSS
 of the process, and how many rewrites (text and status) are identical to the anchor's.
 
     python benchmarks/bench_rewrite.py [--turns 40] [--models smollm2-135m-instruct,gemma3-270m]
@@ -37,7 +39,7 @@ from pathlib import Path
 from _common import ROOT, machine, print_header, print_table, verdict, write_json
 
 ENGINE_TARGET, FAST_TARGET = 10.0, 2.0
-PATHS = ("hf-anchor", "hf-fast", "engine")
+PATHS = ("hf-anchor", "hf-fast", "engine", "engine-gguf")
 
 
 def load_turns(dataset: str, n: int) -> list[dict]:
@@ -56,8 +58,9 @@ def make(path: str, model: str, args):
     from disco_core.rewriters import HFRewriter, LlamaCppRewriter
 
     common = dict(max_new_tokens=args.max_new_tokens, history_turns=args.history_turns, answer_chars=args.answer_chars)
-    if path == "engine":
-        return LlamaCppRewriter("bench", model, parallel=args.parallel, threads=args.threads, **common)
+    if path.startswith("engine"):
+        return LlamaCppRewriter("bench", model, parallel=args.parallel, threads=args.threads,
+                                weights="gguf" if path == "engine-gguf" else "f32", **common)
     fast = path == "hf-fast"
     return HFRewriter("bench", model, batch_size=args.batch_size, prefix_cache=fast, stop_settled=fast,
                       threads=args.threads, **common)
@@ -72,12 +75,14 @@ def worker(args) -> None:
     started = time.perf_counter()
     rewriter.prepare()
     load_s = time.perf_counter() - started
-    started = time.perf_counter()
+    cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])  # noqa: E731
+    started, cpu_started = time.perf_counter(), cpu()
     rows = run_rewriter(rewriter, turns)
-    seconds = time.perf_counter() - started
-    counts = (rewriter._engine.counts if args.worker == "engine" else rewriter.counts)
+    seconds, cpu_seconds = time.perf_counter() - started, cpu() - cpu_started
+    counts = (rewriter._engine.counts if args.worker.startswith("engine") else rewriter.counts)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"path": args.worker, "model": args.model, "load_s": load_s, "seconds": seconds,
+                      "cpu_seconds": cpu_seconds,
                       "turns": len(rows), "peak_rss_mib": peak, **counts,
                       "rows": {r["query_id"]: [r["text"], r["status"]] for r in rows}}))
 
@@ -156,12 +161,13 @@ def main() -> int:
             same = sum(anchor["rows"][q] == v for q, v in r["rows"].items()) if anchor else None
             r.update(turns_per_s=r["turns"] / r["seconds"], identical=same,
                      speedup=(r["turns"] / r["seconds"]) / (anchor["turns"] / anchor["seconds"]) if anchor else None)
-            table.append([path, f"{r['load_s']:.1f}", f"{r['seconds'] / r['turns']:.3f}", f"{r['turns_per_s']:.2f}",
+            table.append([path, f"{r['load_s']:.1f}", f"{r['seconds'] / r['turns']:.3f}",
+                          f"{r['cpu_seconds'] / r['turns']:.3f}", f"{r['turns_per_s']:.2f}",
                           f"{r['generated_tokens'] / r['seconds']:.0f}", f"{r['prompt_tokens'] / r['turns']:.0f}",
                           f"{r['peak_rss_mib']:.0f}", f"{r['speedup']:.1f}x" if anchor else "-",
                           f"{same}/{r['turns']}" if anchor else "-"])
         print(f"\n{model}")
-        print_table(["path", "load s", "s/turn", "turns/s", "gen tok/s", "prompt tok/turn computed", "peak RSS MiB",
+        print_table(["path", "load s", "s/turn", "CPU s/turn", "turns/s", "gen tok/s", "prompt tok/turn computed", "peak RSS MiB",
                      "vs anchor", "identical"], table)
         if anchor and "engine" in runs:
             good = runs["engine"]["speedup"] >= ENGINE_TARGET
@@ -173,7 +179,7 @@ def main() -> int:
             ok &= good
             print(f"{verdict(good)}  transformers fast {fast['speedup']:.1f}x the anchor, {fast['identical']}/"
                   f"{fast['turns']} rewrites identical (target >= {FAST_TARGET:.0f}x, all identical)")
-        results += [{k: v for k, v in r.items() if k != "rows"} for r in runs.values()]
+        results += list(runs.values())  # with each path's rewrites
     concurrent = None
     if args.concurrent and len(models) >= 2:
         concurrent = concurrent_engines(models[:2], args)

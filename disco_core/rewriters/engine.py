@@ -141,9 +141,14 @@ class Engine:
         return ctx
 
     def generate(self, prompts: Sequence[list[int]], prefix: list[int], max_new_tokens: int, parallel: int,
-                 on_done: Callable[[int, str], None], n_batch: int = 512) -> None:
+                 on_done: Callable[[int, str], None], chains: Sequence[Sequence[int]] | None = None,
+                 n_batch: int = 512) -> None:
         """Greedy continuations of ``prompts``; ``on_done(i, text)`` as each one finishes (end of
-        generation, ``max_new_tokens``, or the rewrite settled)."""
+        generation, ``max_new_tokens``, or the rewrite settled).
+
+        ``chains``: prompt indices that one slot takes in order (a conversation's turns): a turn
+        keeps what it shares with the slot's previous turn in the KV cache, beyond the few-shot
+        prefix (its history; 27% of the embedded dataset's turn tokens, measured)."""
         ll = self.ll
         starts = [len(prefix) if p[:len(prefix)] == prefix and len(p) > len(prefix) else 0 for p in prompts]
         longest = max(len(p) - s for p, s in zip(prompts, starts))
@@ -151,33 +156,55 @@ class Engine:
         if per_seq > self.n_ctx_train:
             raise RewriterError(f"{self.path.name}: a prompt of {len(prefix) + longest} tokens plus {max_new_tokens} "
                                 f"new ones exceeds the model's context of {self.n_ctx_train} tokens")
-        parallel = max(1, min(parallel, len(prompts)))
+        chains = [list(c) for c in chains] if chains is not None else [[i] for i in range(len(prompts))]
+        parallel = max(1, min(parallel, len(chains)))
         n_ctx = -(-(len(prefix) + parallel * (longest + max_new_tokens) + n_batch) // 256) * 256
         ctx = self._context(n_ctx, n_batch, parallel + 1)
         batch = ll.llama_batch_init(n_batch, 0, 1)
         try:
-            self._run(ctx, batch, prompts, starts, prefix, max_new_tokens, parallel, on_done, n_batch)
+            self._run(ctx, batch, prompts, starts, prefix, max_new_tokens, parallel, on_done, chains, n_batch)
         finally:
             ll.llama_batch_free(batch)
             ll.llama_free(ctx)
 
-    def _run(self, ctx, batch, prompts, starts, prefix, max_new_tokens, parallel, on_done, n_batch):
+    def _start(self, mem, seq: int, prompt: list[int], start: int, cached: list[int]) -> dict:
+        """A slot's state for a new prompt: keep the longest cached run it shares (at least the
+        few-shot prefix, copied from sequence 0) and compute the rest."""
+        ll = self.ll
+        keep = 0
+        for a, b in zip(cached, prompt[:-1]):  # the last prompt token is computed anyway (for its logits)
+            if a != b:
+                break
+            keep += 1
+        if keep <= start or not ll.llama_memory_seq_rm(mem, seq, keep, -1):
+            keep = start
+            ll.llama_memory_seq_rm(mem, seq, -1, -1)
+            if start:
+                ll.llama_memory_seq_cp(mem, 0, seq, 0, start)
+        self.counts["prompt_tokens"] += len(prompt) - keep
+        return {"pending": list(prompt[keep:]), "pos": keep, "kv": list(prompt[:keep]), "out": b"", "n": 0}
+
+    def _run(self, ctx, batch, prompts, starts, prefix, max_new_tokens, parallel, on_done, chains, n_batch):
         ll = self.ll
         mem = ll.llama_get_memory(ctx)
-        self.counts["prompt_tokens"] += len(prefix) + sum(len(p) - s for p, s in zip(prompts, starts))
+        self.counts["prompt_tokens"] += len(prefix)
         if prefix:  # sequence 0: the shared few-shot prefix, decoded once
             for at in range(0, len(prefix), n_batch):
                 self._decode(ctx, batch, [(0, at + j, t, False) for j, t in enumerate(prefix[at:at + n_batch])])
-        queue = collections.deque(range(len(prompts)))
-        slots: dict[int, dict] = {}  # seq id -> {"i", "pending", "pos", "out", "n"}
-        free = list(range(parallel, 0, -1))
-        while queue or slots:
-            while free and queue:
-                seq, i = free.pop(), queue.popleft()
-                ll.llama_memory_seq_rm(mem, seq, -1, -1)
-                if starts[i]:
-                    ll.llama_memory_seq_cp(mem, 0, seq, 0, starts[i])
-                slots[seq] = {"i": i, "pending": list(prompts[i][starts[i]:]), "pos": starts[i], "out": b"", "n": 0}
+        waiting = collections.deque(collections.deque(c) for c in chains if c)
+        lanes = {seq: collections.deque() for seq in range(1, parallel + 1)}  # each slot's chain
+        kv = {seq: [] for seq in lanes}  # the tokens in each slot's KV cache
+        slots: dict[int, dict] = {}  # busy slots: seq id -> {"i", "pending", "pos", "kv", "out", "n"}
+        while True:
+            for seq in lanes:  # an idle slot goes on with its chain, or takes the next chain
+                if seq in slots or not (lanes[seq] or waiting):
+                    continue
+                if not lanes[seq]:
+                    lanes[seq] = waiting.popleft()
+                i = lanes[seq].popleft()
+                slots[seq] = {"i": i, **self._start(mem, seq, prompts[i], starts[i], kv[seq])}
+            if not slots:
+                return
             entries, wants = [], []
             # decoding slots first (one token each), then the prompts of slots starting a turn
             for seq, slot in sorted(slots.items(), key=lambda item: len(item[1]["pending"])):
@@ -188,6 +215,7 @@ class Engine:
                 last = len(take) == len(slot["pending"])
                 entries += [(seq, slot["pos"] + j, t, last and j == len(take) - 1) for j, t in enumerate(take)]
                 slot["pending"], slot["pos"] = slot["pending"][len(take):], slot["pos"] + len(take)
+                slot["kv"] += take
                 if last:
                     wants.append((seq, len(entries) - 1))
             self._decode(ctx, batch, entries)
@@ -204,9 +232,7 @@ class Engine:
                     done = slot["n"] >= max_new_tokens or answer_is_settled(slot["out"].decode("utf-8", "replace"))
                 if done:
                     on_done(slot["i"], slot["out"].decode("utf-8", "replace"))
-                    del slots[seq]
-                    ll.llama_memory_seq_rm(mem, seq, -1, -1)
-                    free.append(seq)
+                    kv[seq] = slots.pop(seq)["kv"]
 
     def _decode(self, ctx, batch, entries) -> None:
         for k, (seq, pos, token, logits) in enumerate(entries):

@@ -104,4 +104,9 @@ class LlamaCppRewriter(Rewriter):
             text, status = clean_rewrite(raw, turns[i]["utterance"])
             on_result({"query_id": turns[i]["query_id"], "text": text, "status": status})
 
-        engine.generate(self.token_ids(turns), prefix, self.max_new_tokens, self.parallel, done)
+        # a conversation's turns go to one slot, in order: each keeps the history it shares with
+        # the turn before it in the KV cache
+        chains: dict[str, list[int]] = {}
+        for i, turn in enumerate(turns):
+            chains.setdefault(turn.get("conversation_id") or turn["query_id"], []).append(i)
+        engine.generate(self.token_ids(turns), prefix, self.max_new_tokens, self.parallel, done, list(chains.values()))
