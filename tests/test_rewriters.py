@@ -147,3 +147,20 @@ def test_dataset_rewrites_cost_an_llm_call_unless_people_wrote_them():
     got = []
     DatasetRewriter("mtrag-mixtral", rows).rewrite([{"query_id": "q1"}, {"query_id": "q2"}], got.append)
     assert got == [{"query_id": "q1", "text": "b", "status": "ok"}]
+
+
+def test_engine_teacher_from_the_config_loads_nothing_until_asked():
+    """make_rewriter builds a llama.cpp teacher without loading the optional engine."""
+    from disco_core.config import TeacherConfig
+    from disco_core.rewriters import make_rewriter
+
+    teacher = TeacherConfig(name="gemma", backend="llamacpp", model="gemma3-270m", parallel=4, threads=1,
+                            weights="gguf")
+    rewriter = make_rewriter(teacher, "human")
+    assert type(rewriter).__name__ == "LlamaCppRewriter" and rewriter.prompt_kind == "completion"
+    assert (rewriter.parallel, rewriter.threads, rewriter.weights) == (4, 1, "gguf")
+    assert rewriter._engine is None
+    # the prompt hash names what changes the rewrites: weights, not parallel or threads
+    other = make_rewriter(teacher.model_copy(update={"parallel": 8, "threads": 2}), "human")
+    assert other.prompt_hash == rewriter.prompt_hash
+    assert make_rewriter(teacher.model_copy(update={"weights": "f32"}), "human").prompt_hash != rewriter.prompt_hash

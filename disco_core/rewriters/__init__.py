@@ -15,8 +15,8 @@ still missing. Outputs are cleaned (first line, no quotes or "Rewrite:" prefix) 
 ``status``; an empty output is never kept: the user's utterance stands in, flagged ``empty``.
 
 Modules: ``prompt`` (the prompt and cleaning), ``base`` (interface), ``read`` (dataset, file),
-``local`` (model aliases and files), ``hf``, ``llamacpp``, ``endpoint`` (backends), ``journal``,
-``factory`` (from a ``TeacherConfig``).
+``local`` (model aliases and files), ``hf``, ``llamacpp`` with ``engine``, ``endpoint`` (backends),
+``journal``, ``factory`` (from a ``TeacherConfig``).
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ def __getattr__(name: str):
 def source_modules() -> list:
     """Every module of this package (for code hashes: ``inspect.getsource`` of a package reads
     only its ``__init__``)."""
-    from . import base, endpoint, factory, hf, journal, llamacpp, local, prompt, read
+    from . import base, endpoint, engine, factory, hf, journal, llamacpp, local, prompt, read
 
-    return [sys.modules[__name__], base, endpoint, factory, hf, journal, llamacpp, local, prompt, read]
+    return [sys.modules[__name__], base, endpoint, engine, factory, hf, journal, llamacpp, local, prompt, read]
 
 
 __all__ = ["Rewriter", "RewriterError", "Row", "DatasetRewriter", "FileRewriter", "HFRewriter", "OpenAIRewriter",
