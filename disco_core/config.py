@@ -184,20 +184,39 @@ class ReportConfig(_Section):
 
 
 class TeacherConfig(_Section):
-    """One teacher: a named rewriter backend (see disco_core/rewriters.py)."""
+    """One teacher: a named rewriter backend (see disco_core/rewriters/ and docs/teachers.md).
+
+    Fields marked :func:`perf` change speed, memory or how failures are retried, never the rewrites:
+    they belong in no cache key."""
 
     name: str | None = Field(None, description="teacher name (default: the dataset's teacher for backend=dataset)")
-    backend: Literal["dataset", "hf", "openai", "file"] = "dataset"
-    model: str | None = model_ref(None, description="hf: alias, hub id or folder; openai: the served model name")
-    gguf_file: str | None = Field(None, description="hf: GGUF file inside the model folder/repo")
+    backend: Literal["dataset", "hf", "llamacpp", "openai", "file"] = "dataset"
+    model: str | None = model_ref(None, description="hf/llamacpp: alias (smollm2-135m-instruct, gemma3-270m), hub id, "
+                              "folder or .gguf file; openai: the served model name")
+    gguf_file: str | None = Field(None, description="hf/llamacpp: GGUF file inside the model folder/repo")
+    prompt: Literal["auto", "chat", "completion"] = Field(
+        "auto", description="hf/llamacpp: chat messages through the model's chat template, or one plain-text "
+        "completion prompt (base models); auto: the alias's choice, else chat when the model has a template")
+    weights: Literal["f32", "f16", "gguf"] = Field(
+        "f32", description="llamacpp: the GGUF's tensors converted once to float32 (the numbers the hf path "
+        "computes with; fastest here), to float16, or used as shipped (gguf: least memory)")
     path: str | None = Field(None, description="file: TSV/JSONL of query id and rewrite")
     base_url: str | None = Field(None, description="openai: e.g. http://localhost:8000/v1")
     api_key_env: str = perf("OPENAI_API_KEY", description="openai: environment variable holding the key")
-    concurrency: int = perf(4, gt=0)
-    timeout: float = perf(60.0, gt=0)
-    retries: int = perf(4, ge=0)
-    backoff: float = perf(1.0, ge=0)
+    concurrency: int = perf(4, gt=0, description="openai: requests in flight")
+    timeout: float = perf(60.0, gt=0, description="openai: seconds per request")
+    retries: int = perf(4, ge=0, description="openai: retries of a request, exponential backoff")
+    backoff: float = perf(1.0, ge=0, description="openai: first backoff in seconds, doubled per retry")
+    retry_pause: float = perf(30.0, ge=0, description="openai: seconds before the second pass over turns "
+                               "left unanswered (a restarting server)")
     batch_size: int = perf(16, gt=0, description="hf: prompts per generate call")
+    prefix_cache: bool = perf(True, description="hf: compute the few-shot prefix once and reuse its "
+                               "keys/values (same greedy rewrites, measured)")
+    # keyed: decoding sequences together changed 1 of 40 Gemma rewrites (a last-digit difference)
+    parallel: int = Field(8, gt=0, description="llamacpp: sequences decoded together (one batch per "
+                          "step, the few-shot prefix shared in the KV cache)")
+    threads: int | None = perf(None, gt=0, description="hf/llamacpp: CPU threads (default: the "
+                                "library's choice)")
     max_new_tokens: int = Field(40, gt=0, description="a rewrite is one question: ~10-30 tokens")
     history_turns: int = Field(3, gt=0, description="earlier turns shown to the LLM")
     answer_chars: int = Field(400, gt=0, description="characters kept of each earlier answer")

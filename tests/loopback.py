@@ -81,38 +81,69 @@ def register_fixture(name: str, fixture_dir: Path, server: StaticServer, monkeyp
 
 
 class ChatServer:
-    """An OpenAI-compatible chat-completions server on loopback that answers with the question of
-    the conversation it is sent (the text after the last ``User:``), after ``delay`` seconds."""
+    """An OpenAI-compatible chat-completions server on 127.0.0.1 that rewrites by rule (its
+    in the last question becomes "the lighthouse"), prefixed "Rewritten: ".
 
-    def __init__(self, delay: float = 0.0):
+    ``fail_every=n``: every n-th request answers 503; queries containing a string of ``always_fail``
+    never succeed; ``down()`` closes the port (connection refused) and ``up()`` opens the same port
+    again; ``delay``: seconds before each answer. Counts requests, and the questions answered;
+    records the Authorization headers seen."""
+
+    def __init__(self, fail_every: int = 0, always_fail=(), delay: float = 0.0):
         import json
         import time
-        from http.server import BaseHTTPRequestHandler
 
-        self.requests = 0
+        self.requests, self.answered, self.auth = 0, [], set()
+        self.fail_every, self.always_fail = fail_every, set(always_fail)
+        self._lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(SimpleHTTPRequestHandler):
             def log_message(self, *args):
                 pass
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests += 1
+                question = body["messages"][-1]["content"].rsplit("User: ", 1)[1].split("\n")[0]
                 time.sleep(delay)
-                prompt = body["messages"][-1]["content"]
-                question = prompt.rsplit("User:", 1)[-1].split("\n")[0].strip()
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": question}}]}).encode()
+                with outer._lock:
+                    outer.requests += 1
+                    n = outer.requests
+                    outer.auth.add(self.headers.get("Authorization"))
+                    fail = (outer.fail_every and n % outer.fail_every == 0) or any(
+                        q in question for q in outer.always_fail)
+                    if not fail:
+                        outer.answered.append(question)
+                if fail:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                reply = {"choices": [{"message": {"role": "assistant",
+                                                  "content": f"Rewritten: {question.replace('its', 'the lighthouse')}"}}]}
+                data = json.dumps(reply).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(payload)
+                self.wfile.write(data)
 
+        self._handler = Handler
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self._serve()
+
+    def _serve(self) -> None:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def close(self) -> None:
+    def down(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def up(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler)
+        self._serve()
+
+    def close(self) -> None:
+        self.down()

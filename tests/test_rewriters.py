@@ -1,13 +1,11 @@
-"""Rewriter backends: cleaning, journaling, an OpenAI-compatible server on loopback, files, GGUF."""
+"""Rewriters: cleaning, journaling, files, the transformers path on the real SmolLM2 file.
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+The endpoint backend: test_rewriters_endpoint.py; the llama.cpp engine: test_rewriters_engine.py."""
 
 import pytest
 
 from disco_core.errors import DataError
-from disco_core.rewriters import (FileRewriter, HFRewriter, OpenAIRewriter, Rewriter, RewriteJournal, RewriterError,
+from disco_core.rewriters import (FileRewriter, HFRewriter, Rewriter, RewriteJournal, RewriterError, answer_is_settled,
                                   chat_messages, clean_rewrite, run_rewriter)
 
 TURNS = [
@@ -28,6 +26,17 @@ TURNS = [
 ])
 def test_clean_rewrite(raw, text, status):
     assert clean_rewrite(raw, "and its height?") == (text, status)
+
+
+@pytest.mark.parametrize("raw", ["How tall is X?", "How tall is X?\n", "\n\nHow tall is X?\n  \n", "How tall\ufffd"])
+def test_an_answer_is_not_settled_before_a_second_line_begins(raw):
+    assert not answer_is_settled(raw)
+
+
+@pytest.mark.parametrize("raw", ["How tall is X?\nIt", "\nHow tall is X?\n\nConversation:", "A?\r\nB"])
+def test_a_settled_answer_cleans_the_same_whatever_follows(raw):
+    assert answer_is_settled(raw)
+    assert clean_rewrite(raw, "u") == clean_rewrite(raw + " more words\nand lines", "u")
 
 
 def test_prompt_has_system_few_shot_and_conversation():
@@ -81,91 +90,6 @@ def test_rewrites_read_from_a_file_are_not_journaled(tmp_path):
     assert [r["text"] for r in run_rewriter(rewriter, TURNS[:1])] == ["How tall is it?"]
 
 
-# ------------------------------------------------------------------ OpenAI-compatible endpoint
-class FlakyChatServer:
-    """A chat-completions server on loopback: every 3rd request fails with 503, and queries named in
-    ``always_fail`` never succeed. Records the Authorization headers it saw."""
-
-    def __init__(self, always_fail=()):
-        self.requests, self.auth, self.always_fail = 0, set(), set(always_fail)
-        lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with lock:
-                    outer.requests += 1
-                    n = outer.requests
-                    outer.auth.add(self.headers.get("Authorization"))
-                question = body["messages"][-1]["content"].rsplit("User: ", 1)[1].split("\n")[0]
-                if n % 3 == 0 or any(q in question for q in outer.always_fail):
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                reply = {"choices": [{"message": {"role": "assistant",
-                                                  "content": f"Rewritten: {question.replace('its', 'the lighthouse')}"}}]}
-                data = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def test_endpoint_retries_failures_and_keeps_the_key_secret(tmp_path, monkeypatch):
-    monkeypatch.setenv("TEST_LLM_KEY", "sk-secret-123")
-    server = FlakyChatServer()
-    try:
-        rewriter = OpenAIRewriter("llm", server.url, "some-model", api_key_env="TEST_LLM_KEY",
-                                  concurrency=3, timeout=5, retries=3, backoff=0.01)
-        rows = run_rewriter(rewriter, TURNS, RewriteJournal(tmp_path / "j.jsonl"))
-    finally:
-        server.close()
-    assert len(rows) == len(TURNS) and server.requests > len(TURNS)  # some were retried
-    assert rows[0]["text"] == "and the lighthouse height 1?" and rows[0]["status"] == "cleaned"
-    assert server.auth == {"Bearer sk-secret-123"}
-    assert "sk-secret" not in repr(rewriter) and "sk-secret" not in json.dumps(rewriter.settings())
-
-
-def test_endpoint_failure_keeps_finished_rewrites_and_a_rerun_resumes(tmp_path):
-    journal = RewriteJournal(tmp_path / "j.jsonl")
-    server = FlakyChatServer(always_fail={"height 5?"})
-    try:
-        rewriter = OpenAIRewriter("llm", server.url, "m", concurrency=2, timeout=5, retries=2, backoff=0.01)
-        with pytest.raises(RewriterError, match=r"127\.0\.0\.1.*no answer after 3 attempts.*c_5"):
-            run_rewriter(rewriter, TURNS, journal)
-        assert set(journal.load()) == {t["query_id"] for t in TURNS} - {"c_5"}
-        server.always_fail.clear()
-        before = server.requests
-        rows = run_rewriter(rewriter, TURNS, journal)
-        assert len(rows) == len(TURNS) and server.requests - before <= 2  # only c_5 was asked again
-    finally:
-        server.close()
-
-
-def test_unreachable_server_is_a_clear_error(tmp_path):
-    import socket
-
-    with socket.socket() as s:  # a free port with nobody listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    rewriter = OpenAIRewriter("llm", f"http://127.0.0.1:{port}/v1", "m", timeout=1, retries=1, backoff=0.01)
-    with pytest.raises(RewriterError, match=rf"127.0.0.1:{port}/v1: no answer after 2 attempts \(ConnectError"):
-        run_rewriter(rewriter, TURNS[:2], RewriteJournal(tmp_path / "j.jsonl"))
-
-
 # ------------------------------------------------------------------ precomputed files
 def test_file_rewriter_tsv_and_jsonl(tmp_path):
     (tmp_path / "r.tsv").write_text("c_1\tHow tall is X?\nc_2\tRewrite: How old is X?\n")
@@ -194,11 +118,12 @@ def test_gguf_backend_on_smollm2(tmp_path):
     assert sum(r["status"] != "empty" for r in rows) >= 2
     cached = list((tmp_path / "models").iterdir())
     assert len(cached) == 1 and (cached[0] / "model.safetensors").exists()  # dequantized once, kept
-    # a second rewriter loads the cached safetensors and writes the same greedy rewrites
+    # a second rewriter loads the cached safetensors; the path as it was before the few-shot prefix
+    # cache and the settled stop (whole prompts, decoded to the end) writes the same greedy rewrites
     again = []
-    HFRewriter("smollm2", "smollm2-135m-instruct", batch_size=2, max_new_tokens=24,
-               cache_dir=tmp_path / "models").rewrite(TURNS[:3], again.append)
-    assert sorted((r["query_id"], r["text"]) for r in again) == sorted((r["query_id"], r["text"]) for r in rows)
+    HFRewriter("smollm2", "smollm2-135m-instruct", batch_size=2, max_new_tokens=24, prefix_cache=False,
+               stop_settled=False, cache_dir=tmp_path / "models").rewrite(TURNS[:3], again.append)
+    assert sorted(map(tuple, map(dict.values, again))) == sorted(map(tuple, map(dict.values, rows)))
 
 
 def test_endpoint_settings_from_the_environment(monkeypatch):
@@ -222,3 +147,20 @@ def test_dataset_rewrites_cost_an_llm_call_unless_people_wrote_them():
     got = []
     DatasetRewriter("mtrag-mixtral", rows).rewrite([{"query_id": "q1"}, {"query_id": "q2"}], got.append)
     assert got == [{"query_id": "q1", "text": "b", "status": "ok"}]
+
+
+def test_engine_teacher_from_the_config_loads_nothing_until_asked():
+    """make_rewriter builds a llama.cpp teacher without loading the optional engine."""
+    from disco_core.config import TeacherConfig
+    from disco_core.rewriters import make_rewriter
+
+    teacher = TeacherConfig(name="gemma", backend="llamacpp", model="gemma3-270m", parallel=4, threads=1,
+                            weights="gguf")
+    rewriter = make_rewriter(teacher, "human")
+    assert type(rewriter).__name__ == "LlamaCppRewriter" and rewriter.prompt_kind == "completion"
+    assert (rewriter.parallel, rewriter.threads, rewriter.weights) == (4, 1, "gguf")
+    assert rewriter._engine is None
+    # the prompt hash names what changes the rewrites: weights, not parallel or threads
+    other = make_rewriter(teacher.model_copy(update={"parallel": 8, "threads": 2}), "human")
+    assert other.prompt_hash == rewriter.prompt_hash
+    assert make_rewriter(teacher.model_copy(update={"weights": "f32"}), "human").prompt_hash != rewriter.prompt_hash
