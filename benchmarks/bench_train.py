@@ -25,6 +25,7 @@ import torch
 
 from disco_core import datasets, distill, evaluation, teachers
 from disco_core.config import TrainConfig
+from disco_core.trainer import Trainer
 from disco_core.conversation import ConversationFormatter
 from disco_core.encoder import SpladeEncoder, document_text
 from disco_core.index import InvertedIndex
@@ -54,10 +55,10 @@ def examples_and_corpus(encoder: SpladeEncoder, doc_max_length: int):
 
 def measure(model: str, source: str, settings: TrainConfig, doc_matrix, doc_texts, examples, steps: int,
             out_dir: Path, doc_max_length: int) -> dict:
-    trainer = distill.Trainer(model, settings, doc_matrix, out_dir / source, doc_source=source,
+    trainer = Trainer(model, settings, doc_matrix, out_dir / source, doc_source=source,
                               doc_texts=doc_texts, doc_max_length=doc_max_length)
     trainer.train(examples[: settings.batch_size], max_steps=1)  # warm-up step (allocations, first calls)
-    fresh = distill.Trainer(model, settings, doc_matrix, out_dir / (source + "-timed"), doc_source=source,
+    fresh = Trainer(model, settings, doc_matrix, out_dir / (source + "-timed"), doc_source=source,
                             doc_texts=doc_texts, doc_max_length=doc_max_length)
     with Stopwatch() as t:
         history = fresh.train(examples, max_steps=steps)

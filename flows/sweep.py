@@ -13,15 +13,21 @@ keeps a Prefect progress artifact up to date.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import tasks  # noqa: F401  (environment defaults, stage declarations)
 
+import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
 
 from disco_core import students as students_lib
+from disco_core import latex, leaderboard
 from disco_core import sweep as sweep_lib
 from disco_core.evaluation import Evaluation
 from disco_core.io import write_json_atomic, write_text_atomic
-from tasks.graph import Graph, Planner, plan
+from tasks.graph import Graph, plan
+from tasks.planner import Planner
 
 from .pipeline import run_tags, submit, summary, task_runner
 
@@ -59,25 +65,35 @@ def disco_sweep(sweep_path: str, overrides: list[str] | None = None, force: list
 
     results = submit(graph, targets, force or [], on_progress=on_progress)
     evaluations = [Evaluation.load(results[t].folder) for t in targets]
-    out = cells[0].config.work_path / "sweeps" / spec.name
-    rows = sweep_lib.leaderboard_rows(spec, cells, evaluations)
-    summary_rows, metrics = sweep_lib.aggregate(spec, cells, evaluations)
-    import pyarrow.parquet as pq
-
-    out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(sweep_lib.to_table(rows), out / "leaderboard.parquet")
-    pq.write_table(sweep_lib.to_table(summary_rows), out / "summary.parquet")
-    max_p = cells[0].config.evaluation.max_p
-    text = sweep_lib.markdown(spec, summary_rows, metrics, max_p)
-    write_text_atomic(out / "leaderboard.md", text)
-    sweep_lib.plot(summary_rows, metrics[0], spec, out / "leaderboard.png")
+    out = write_leaderboard(spec, cells, evaluations, cells[0].config.work_path / "sweeps" / spec.name)
     write_json_atomic(out / "cells.json", [{"cell": c.name, **c.labels, "evaluate": str(results[t].folder)}
                                            for c, t in zip(cells, targets)])
-    create_table_artifact(key=f"disco-sweep-{spec.name}".lower().replace("_", "-"), table=summary_rows,
+    summary_rows = pq.read_table(out / "summary.parquet").to_pylist()
+    text = (out / "leaderboard.md").read_text()
+    create_table_artifact(key=re.sub(r"[^a-z0-9-]+", "-", f"disco-sweep-{spec.name}".lower()), table=summary_rows,
                           description=f"sweep {spec.name}: leaderboard")
     log.info("sweep %s:\n%s", spec.name, text)
     return {"leaderboard_md": str(out / "leaderboard.md"), "folder": str(out), "cells": len(cells),
             "stages": summary(results)}
+
+
+def write_leaderboard(spec, cells, evaluations, out: Path) -> Path:
+    """The leaderboard files: rows per cell and variant, the summary over seeds, Markdown, LaTeX, a plot."""
+    rows = leaderboard.leaderboard_rows(spec, cells, evaluations)
+    summary_rows, metrics = leaderboard.aggregate(spec, cells, evaluations)
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(leaderboard.to_table(rows), out / "leaderboard.parquet")
+    pq.write_table(leaderboard.to_table(summary_rows), out / "summary.parquet")
+    write_text_atomic(out / "leaderboard.md", leaderboard.markdown(spec, summary_rows, metrics,
+                                                                   cells[0].config.evaluation.max_p))
+    keys = [a for a in spec.axes if a != spec.seeds]
+    for r in summary_rows:
+        r["name"] = " / ".join([str(r[k]) for k in keys] + [r["variant"]])
+    write_text_atomic(out / "leaderboard.tex", latex.leaderboard_latex(
+        summary_rows, metrics, caption=f"Sweep {spec.name}: mean over {summary_rows[0]['seeds'] if summary_rows else 0} seed(s).",
+        label=f"tab:{spec.name}"))
+    leaderboard.plot(summary_rows, metrics[0], spec, out / "leaderboard.png")
+    return out
 
 
 def run_sweep(sweep_path: str, overrides: list[str] | None = None, force: list[str] | None = None,

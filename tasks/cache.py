@@ -102,10 +102,32 @@ class StageResult:
         return [Path(p) for p in self.digests]
 
 
-def stage_key(stage: str, settings: Any, inputs: dict[str, str], models: list, code: str) -> str:
-    payload = {"stage": stage, "settings": settings, "inputs": dict(sorted(inputs.items())),
-               "models": models, "code": code}
-    return short_hash(payload, 64)
+def stage_key(stage: str, settings: Any, inputs: dict[str, Any], models: list, code: str) -> tuple[str, dict]:
+    """``(key, parts)``: the key, and a short hash of each of its parts, kept in the manifest to say
+    what changed when a key does (settings, a model, the code, which input)."""
+    parts = {"settings": short_hash(settings, 16), "models": {m.get("model", "?"): short_hash(m, 16) for m in models},
+             "code": code[:16], "inputs": {name: short_hash(value, 16) for name, value in inputs.items()}}
+    return short_hash({"stage": stage, **parts}, 64), parts
+
+
+def what_changed(old: dict | None, new: dict) -> str:
+    """The first part of a key that differs between a manifest's parts and the new ones."""
+    if not old:
+        return "inputs, settings, models or code changed"
+    if old.get("settings") != new["settings"]:
+        return "settings changed"
+    if old.get("code") != new["code"]:
+        return "code changed"
+    for name, digest in new["models"].items():
+        if old.get("models", {}).get(name) != digest:
+            return f"model {name} changed"
+    for name, digest in new["inputs"].items():
+        if name not in old.get("inputs", {}):
+            return f"new input {name}"
+        if old["inputs"][name] != digest:
+            return f"input {name} changed"
+    gone = sorted(set(old.get("inputs", {})) - set(new["inputs"]))
+    return f"input {gone[0]} no longer used" if gone else "inputs, settings, models or code changed"
 
 
 def read_manifest(folder: Path) -> dict | None:
@@ -121,13 +143,14 @@ def lookup(folder: Path, key: str, outputs: dict[str, Path]) -> dict | None:
     return manifest
 
 
-def check(folder: Path, key: str, outputs: dict[str, Path]) -> tuple[dict | None, str]:
-    """``(manifest, "")`` on a hit, else ``(None, why not)``."""
+def check(folder: Path, key: str, outputs: dict[str, Path], parts: dict | None = None) -> tuple[dict | None, str]:
+    """``(manifest, "")`` on a hit, else ``(None, why not)`` (``parts``: the new key's, to name
+    what changed)."""
     manifest = read_manifest(folder)
     if manifest is None:
         return None, "not built yet"
     if manifest.get("key") != key:
-        return None, "inputs, settings, models or code changed"
+        return None, what_changed(manifest.get("parts"), parts) if parts else "inputs, settings, models or code changed"
     recorded: dict = manifest.get("files", {})
     present = {_relative(folder, p) for p in output_files(outputs)}
     gone = sorted(set(recorded) - present) or [str(p) for p in outputs.values() if not p.exists()]

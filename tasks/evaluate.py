@@ -13,7 +13,8 @@ from disco_core.io import write_json_atomic, write_text_atomic
 from disco_core.variants import FUSED_TEACHERS
 
 from .queries import read_run, run_source
-from .stage import Context, stage
+from .execute import Context
+from .stage import stage
 
 
 def publish(kind: str, scope: str, markdown_file, description: str) -> None:

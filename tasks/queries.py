@@ -14,7 +14,8 @@ from disco_core.index import InvertedIndex
 from disco_core.variants import FUSED_TEACHERS, Variant, query_texts
 
 from .spine import document_encoder, splade
-from .stage import Context, measured, stage
+from .execute import Context
+from .stage import measured, stage
 
 LATENCY_SAMPLE = 32  # queries timed one at a time, as a user's search would run them
 

@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from disco_core import progress, tracking
 
 from .cache import StageResult
-from .stage import Node, execute
+from .execute import Node, execute
 
 
 # Prefect's result cache is off: it cannot see a deleted output file; the manifests decide.

@@ -16,7 +16,8 @@ from disco_core.index import InvertedIndex
 from disco_core.io import write_json_atomic
 from disco_core.models import resolve_model
 
-from .stage import Context, measured, stage
+from .execute import Context
+from .stage import measured, stage
 
 
 def splade(cfg, model: str, max_length: int) -> encoder_lib.SpladeEncoder:

@@ -12,10 +12,12 @@ from pydantic import BaseModel
 from disco_core import distill, evaluation, schemas, splits, students, teachers, vectors
 from disco_core.conversation import ConversationFormatter
 from disco_core.index import InvertedIndex
+from disco_core.trainer import Trainer
 from disco_core.io import short_hash, write_json_atomic
 from disco_core.models import resolve_model
 
-from .stage import Context, plain, stage
+from .execute import Context
+from .stage import plain, stage
 
 
 class Trained(BaseModel):
@@ -41,7 +43,7 @@ def train(ctx: Context) -> Trained:
     cfg, parts = ctx.cfg, ctx.params["parts"]
     doc_matrix, offsets = _documents(ctx)
     run_dir = _run_dir(ctx)
-    trainer = distill.Trainer(base_model(cfg), cfg.train, doc_matrix, run_dir, device=cfg.encoder.device,
+    trainer = Trainer(base_model(cfg), cfg.train, doc_matrix, run_dir, device=cfg.encoder.device,
                               threads=cfg.encoder.threads)
     formatter = ConversationFormatter(trainer.student.tokenizer, cfg.train.max_length, cfg.conversation.answers)
     examples, dev_sets, counts = [], [], []

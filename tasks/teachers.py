@@ -12,7 +12,8 @@ from disco_core.index import InvertedIndex
 from disco_core.io import short_hash
 from disco_core.variants import Variant
 
-from .stage import Context, measured, plain, stage
+from .execute import Context
+from .stage import measured, plain, stage
 
 
 # ------------------------------------------------------------------ rewrite

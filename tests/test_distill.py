@@ -9,7 +9,9 @@ import torch
 
 from disco_core import schemas
 from disco_core.config import TrainConfig
-from disco_core.distill import Example, Trainer, build_examples, distillation_loss, flops, l1, sample_candidates
+from disco_core.distill import Example, build_examples, sample_candidates
+from disco_core.losses import distillation_loss, flops, l1
+from disco_core.trainer import Trainer
 from disco_core.teachers import fuse, target_lists
 
 

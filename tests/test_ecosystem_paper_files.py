@@ -11,7 +11,8 @@ import pytest
 from disco_core import datasets, paper_files, schemas, trec
 from disco_core.config import TrainConfig
 from disco_core.conversation import ConversationFormatter
-from disco_core.distill import Trainer, build_examples
+from disco_core.distill import build_examples
+from disco_core.trainer import Trainer
 from disco_core.encoder import SpladeEncoder, document_text
 from disco_core.errors import DataError
 from disco_core.evaluation import evaluate, qrels_dict

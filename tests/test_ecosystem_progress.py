@@ -139,7 +139,8 @@ def test_encoder_reports_progress_and_keeps_its_callback(encoder):
 @pytest.mark.slow
 def test_training_reports_steps_and_loss(encoder, tmp_path):
     from disco_core.config import TrainConfig
-    from disco_core.distill import Example, Trainer
+    from disco_core.distill import Example
+    from disco_core.trainer import Trainer
 
     rng = np.random.default_rng(0)
     docs = encoder.encode([f"the tower number {i} was built in {1800 + i}" for i in range(30)])

@@ -24,7 +24,7 @@ LOG = logging.getLogger("test")
 def run_direct(cfg, targets):
     """Execute the planned instances in order, in this process, without Prefect."""
     from tasks.graph import plan
-    from tasks.stage import execute
+    from tasks.execute import execute
 
     graph, ids = plan(cfg, targets)
     results = {}
@@ -124,7 +124,7 @@ def test_an_index_build_killed_mid_write_records_nothing_but_finished_files(inde
 def test_a_stage_another_process_builds_is_waited_for_or_named(indexed):
     from tasks import cache
     from tasks.graph import plan
-    from tasks.stage import execute
+    from tasks.execute import execute
 
     graph, ids = plan(indexed, ["index"])
     node = graph.nodes[ids[0]]
