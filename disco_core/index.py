@@ -11,6 +11,7 @@ by document position, so results are deterministic.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numba
@@ -20,6 +21,9 @@ import scipy.sparse as sp
 from .errors import DataError
 
 FORMAT_VERSION = 1
+# One parallel kernel at a time per process: each already uses every core, and two OpenMP parallel
+# regions launched from two threads at once (stages run in threads) aborted the process here.
+PARALLEL = threading.Lock()
 
 
 @numba.njit(cache=True, nogil=True)
@@ -198,9 +202,10 @@ class InvertedIndex:
         docs_out, scores_out = [], []
         for start in range(0, queries.shape[0], batch_size):
             batch = queries[start : start + batch_size]
-            docs, scores = _search_batch(batch.indptr.astype(np.int64), batch.indices.astype(np.int32),
-                                         batch.data, self.indptr, self.postings, self.weights, self.n_docs, k,
-                                         min(n_chunks, max(1, batch.shape[0])))
+            with PARALLEL:
+                docs, scores = _search_batch(batch.indptr.astype(np.int64), batch.indices.astype(np.int32),
+                                             batch.data, self.indptr, self.postings, self.weights, self.n_docs, k,
+                                             min(n_chunks, max(1, batch.shape[0])))
             docs_out.append(docs)
             scores_out.append(scores)
         return np.concatenate(docs_out), np.concatenate(scores_out)

@@ -22,7 +22,7 @@ import torch
 from .distill import Example, sample_candidates
 from .encoder import SpladeEncoder
 from .losses import distillation_loss, flops, l1
-from .models import LOADING
+from .models import LOADING, resolve_model
 from .progress import progress as show_progress
 
 if TYPE_CHECKING:  # the settings object only: a config edit must not retrain students
@@ -233,7 +233,12 @@ class Trainer:
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         self.student.model.save_pretrained(tmp)
-        self.student.tokenizer.save_pretrained(tmp)
+        # the tokenizer as it was loaded: a used one serialises its last truncation and padding
+        # settings into tokenizer.json, which made an identical retraining look like a new student
+        from transformers import AutoTokenizer
+
+        with LOADING:
+            AutoTokenizer.from_pretrained(resolve_model(self.student.name)).save_pretrained(tmp)
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
         return folder

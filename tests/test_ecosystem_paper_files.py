@@ -86,7 +86,7 @@ def test_an_authors_run_round_trips_and_trains_a_student(world, tmp_path):
     examples = build_examples(world["qids"], formatter.format_many(turns), target_lists(imported, "teacher"),
                               qrels_dict(tables.qrels), position)
     assert len(examples) == len(turns)
-    settings = TrainConfig(batch_size=4, epochs=1, negatives=4, negative_ranks=(11, 50), max_length=64)
+    settings = TrainConfig(batch_size=4, epochs=1, negatives=4, negative_ranks=[11, 50], max_length=64)
     trainer = Trainer("splade-tiny", settings, world["doc_matrix"], tmp_path / "train")
     history = trainer.train(examples, max_steps=3)
     assert len(history) == 3 and all(np.isfinite(h["loss"]) and h["kl"] >= 0 for h in history)

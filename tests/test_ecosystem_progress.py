@@ -146,7 +146,7 @@ def test_training_reports_steps_and_loss(encoder, tmp_path):
     docs = encoder.encode([f"the tower number {i} was built in {1800 + i}" for i in range(30)])
     examples = [Example(f"q{i}", f"when was tower {i} built?", np.asarray([i]), rng.permutation(30),
                         np.sort(rng.random(30).astype(np.float32))[::-1]) for i in range(8)]
-    settings = TrainConfig(batch_size=4, epochs=2, negatives=2, negative_ranks=(2, 20), max_length=16, log_every=1)
+    settings = TrainConfig(batch_size=4, epochs=2, negatives=2, negative_ranks=[2, 20], max_length=16, log_every=1)
     events, records = [], []
     with subscribed(lambda e: events.append(e) if e.desc == "training" else None, every=0, after=0):
         Trainer("splade-tiny", settings, docs, tmp_path / "t").train(examples, progress=records.append)
