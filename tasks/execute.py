@@ -38,12 +38,14 @@ class Node:
 
 @dataclass
 class Context:
-    """What a build function gets: the instance, its inputs' results, its output paths, a logger."""
+    """What a build function gets: the instance, its inputs' results, its output paths, a logger,
+    and its cache key (to name resumable work: a killed build with the same key picks it up)."""
 
     node: Node
     inputs: dict[str, Any]
     log: logging.Logger
     force: bool = False
+    key: str = ""
 
     @property
     def cfg(self) -> Config:
@@ -120,7 +122,7 @@ def execute(node: Node, inputs: dict[str, Any], force: bool, log: logging.Logger
         started = time.time()
         with cache.shared(node.upstream_folders, timeout, log.info):
             _check_inputs_unchanged(inputs)
-            info = stage.build(Context(node, inputs, log, force))
+            info = stage.build(Context(node, inputs, log, force, key))
         finished = time.time()
         if not isinstance(info, stage.result):
             raise TypeError(f"stage {stage.name} returned {type(info).__name__}, not {stage.result.__name__}")

@@ -13,11 +13,11 @@ from disco_core import distill, evaluation, schemas, splits, students, teachers,
 from disco_core.conversation import ConversationFormatter
 from disco_core.index import InvertedIndex
 from disco_core.trainer import Trainer
-from disco_core.io import short_hash, write_json_atomic
+from disco_core.io import write_json_atomic
 from disco_core.models import resolve_model
 
 from .execute import Context
-from .stage import plain, stage
+from .stage import measured, plain, stage
 
 
 class Trained(BaseModel):
@@ -28,7 +28,7 @@ class Trained(BaseModel):
     steps: int
     epoch: int  # the epoch whose weights were kept
     dev: dict[str, float]  # epoch -> dev MRR@10 (empty without a dev set)
-    resumed_epochs: int
+    resumed_epochs: int = measured(0)  # how this build went, not what it made
     final: dict
 
 
@@ -95,11 +95,9 @@ def _turns(ctx: Context, i: int, part) -> tuple[list[dict], list[dict]]:
 
 
 def _run_dir(ctx: Context):
-    # Checkpoints resume the same run only (same settings, same inputs: a killed run). Other
-    # inputs or --force start from scratch; earlier runs' checkpoints are removed.
-    inputs = sorted(d for r in ctx.inputs["fuse"] + ctx.inputs["encode_corpus"] + ctx.inputs["ingest"]
-                    for d in r.digests.values())
-    run_dir = ctx.node.folder / f"run-{short_hash([ctx.node.settings, inputs])}"
+    # Checkpoints resume the same run only (the same key: settings, inputs, base model and code; a
+    # killed run). Anything else, or --force, starts from scratch; earlier runs' checkpoints go.
+    run_dir = ctx.node.folder / f"run-{ctx.key[:12]}"
     for old in ctx.node.folder.glob("run-*"):
         if ctx.force or old != run_dir:
             shutil.rmtree(old)
