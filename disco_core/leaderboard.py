@@ -25,31 +25,47 @@ def as_written(cell: Cell, evaluation):
     return evaluation.select(dict(zip(evaluation.scores, written_names(cell, evaluation))))
 
 
-def leaderboard_rows(spec: SweepSpec, cells: list[Cell], evaluations: list) -> list[dict]:
+DEV = "dev mrr@10"  # the cell's student's score on its own dev turns (what settings are chosen by)
+
+
+def _dev(variant: str, dev: float | None) -> float | None:
+    return dev if variant.startswith("student") else None
+
+
+def leaderboard_rows(spec: SweepSpec, cells: list[Cell], evaluations: list, dev: list | None = None) -> list[dict]:
     """One row per (cell, variant): axis values, metric means (``evaluations``: the cells'
-    :class:`~disco_core.evaluation.Evaluation`, in cell order)."""
+    :class:`~disco_core.evaluation.Evaluation`, in cell order; ``dev``: each cell's student's dev
+    score, or None)."""
     rows = []
-    for cell, ev in zip(cells, evaluations):
+    dev = dev or [None] * len(cells)
+    for cell, ev, cell_dev in zip(cells, evaluations, dev):
         for (variant, scores), evaluated in zip(as_written(cell, ev).scores.items(), ev.scores):
             rows.append({**cell.labels, "variant": variant, "evaluated_as": evaluated, "n_queries": ev.n_queries,
-                         **{m: float(s) for m, s in scores.items()}})
+                         **{m: float(s) for m, s in scores.items()}, DEV: _dev(variant, cell_dev)})
     return rows
 
 
-def aggregate(spec: SweepSpec, cells: list[Cell], evaluations: list) -> tuple[list[dict], list[str]]:
+def aggregate(spec: SweepSpec, cells: list[Cell], evaluations: list,
+              dev: list | None = None) -> tuple[list[dict], list[str]]:
     """Rows grouped over the seed axis: mean, std, seeds, and the paired t-test p-value of each
-    metric against the baseline variant (on per-query scores averaged over seeds)."""
+    metric against the baseline variant (on per-query scores averaged over seeds); the students'
+    mean dev score."""
     from scipy import stats
 
     keys = [a for a in spec.axes if a != spec.seeds]
     metrics = evaluations[0].metrics if evaluations else []
     groups: dict[tuple, list] = {}
-    for cell, ev in zip(cells, evaluations):
-        groups.setdefault(tuple(cell.labels[k] for k in keys), []).append(as_written(cell, ev))
+    devs: dict[tuple, list] = {}
+    for cell, ev, cell_dev in zip(cells, evaluations, dev or [None] * len(cells)):
+        group = tuple(cell.labels[k] for k in keys)
+        groups.setdefault(group, []).append(as_written(cell, ev))
+        devs.setdefault(group, []).append(cell_dev)
     out = []
     for group, evs in groups.items():
         for variant in evs[0].scores:
             row: dict = {**dict(zip(keys, group)), "variant": variant, "seeds": len(evs), "n_queries": evs[0].n_queries}
+            known = [d for d in devs[group] if d is not None]
+            row[DEV] = _dev(variant, sum(known) / len(known) if known else None)
             for m in metrics:
                 values = [ev.scores[variant][m] for ev in evs]
                 row[m] = sum(values) / len(values)
@@ -91,14 +107,18 @@ def markdown(spec: SweepSpec, rows: list[dict], metrics: list[str], max_p: float
 
     keys = [k for k in spec.axes if k != spec.seeds]
     seeds = f" over {rows[0]['seeds']} seeds ({spec.seeds})" if rows and spec.seeds else ""
-    head = keys + ["variant"] + [label(m) for m in metrics] + ["n"]
+    with_dev = any(r.get(DEV) is not None for r in rows)
+    head = keys + ["variant"] + [label(m) for m in metrics] + ["n"] + (["dev MRR@10"] if with_dev else [])
     lines = [f"# Sweep {spec.name}", "", f"Mean{' ± std' if seeds else ''}{seeds}; `*` = differs from "
              f"`{spec.baseline}` in the same cell with p < {max_p} (paired t-test over queries"
              f"{' on seed-mean scores' if seeds else ''}).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * (len(keys) + 1) + "---:|" * (len(metrics) + 1)]
+             "| " + " | ".join(head) + " |", "|" + "---|" * (len(keys) + 1) + "---:|" * (len(head) - len(keys) - 1)]
     for r in rows:
         cells = [str(r[k]) for k in keys] + [r["variant"]] + [_cell(r, m, max_p, bool(seeds)) for m in metrics]
-        lines.append("| " + " | ".join(cells + [str(r["n_queries"])]) + " |")
+        cells.append(str(r["n_queries"]))
+        if with_dev:
+            cells.append("" if r.get(DEV) is None else f"{r[DEV]:.4f}")
+        lines.append("| " + " | ".join(cells) + " |")
     if len(keys) == 1 and metrics:
         lines += ["", _pivot(keys[0], rows, metrics[0], max_p, bool(seeds))]
     return "\n".join(lines) + "\n"

@@ -112,7 +112,9 @@ def card_provenance(provenance: dict, evaluations: dict) -> dict:
     student's evaluations (``{title: Evaluation}``, the student's row named ``student``)."""
     data = provenance.get("data", [])
     teachers = [{"name": t.get("name") or "the dataset's rewrites", "backend": t.get("backend"),
-                 "llm": t.get("model") or ("people or the dataset's rewriter" if t.get("backend") == "dataset" else "?")}
+                 "llm": t.get("model") or ("people" if t.get("name") == "human" else
+                                           f"the dataset's rewriter ({t.get('name')})" if t.get("backend") == "dataset"
+                                           else "unknown (rewrites read from a file)")}
                 for t in provenance.get("teachers", [])]
     conversation = provenance.get("conversation", {})
     return {

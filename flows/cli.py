@@ -77,12 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("stages", help="list the stages as declared")
     students = sub.add_parser("students", help="list the students trained in a work dir")
     students.add_argument("-c", "--config", help="YAML config (its work_dir)")
+    students.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     sub.add_parser("datasets", help="list the registered datasets")
     pack = sub.add_parser("package", help="a trained student as a sentence-transformers folder with a model card")
     publish = sub.add_parser("publish", help="package a trained student and push it to the Hugging Face hub")
     for p in (pack, publish):
         p.add_argument("student", help="the student's name (see `disco students`)")
         p.add_argument("-c", "--config", help="YAML config (its work_dir)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
         p.add_argument("--out", help="the folder to write (default: <student>/package)")
     publish.add_argument("repo_id", help="e.g. me/disco-mtrag-splade")
     export = sub.add_parser("export-teachers", help="each teacher's scores and rewrites in the DiSCo authors' formats")
@@ -153,7 +155,7 @@ def _students(args) -> int:
     from disco_core.config import load_config
     from disco_core.students import list_students
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.overrides)
     for p in list_students(cfg.work_dir):
         data = ", ".join(f"{d['dataset']}:{d['split']}" for d in p.get("data", []))
         print(f"{p['name']:40s} {data}; epoch {p.get('epoch')}; dev {p.get('dev') or '-'}")
@@ -164,7 +166,7 @@ def _package(args) -> int:
     from disco_core import students
     from disco_core.config import load_config
 
-    folder = students.package(load_config(args.config).work_dir, args.student, args.out)
+    folder = students.package(load_config(args.config, args.overrides).work_dir, args.student, args.out)
     print(f"packaged: {folder} (sentence_transformers.SparseEncoder({str(folder)!r}))")
     return 0
 
@@ -173,7 +175,7 @@ def _publish(args) -> int:
     from disco_core import packaging, students
     from disco_core.config import load_config
 
-    folder = students.package(load_config(args.config).work_dir, args.student, args.out)
+    folder = students.package(load_config(args.config, args.overrides).work_dir, args.student, args.out)
     print(f"published: {packaging.publish(folder, args.repo_id, private=args.private)}")
     return 0
 

@@ -65,7 +65,8 @@ def disco_sweep(sweep_path: str, overrides: list[str] | None = None, force: list
 
     results = submit(graph, targets, force or [], on_progress=on_progress)
     evaluations = [Evaluation.load(results[t].folder) for t in targets]
-    out = write_leaderboard(spec, cells, evaluations, cells[0].config.work_path / "sweeps" / spec.name)
+    dev = [_dev_score(graph, cell, results) for cell in cells]
+    out = write_leaderboard(spec, cells, evaluations, cells[0].config.work_path / "sweeps" / spec.name, dev)
     write_json_atomic(out / "cells.json", [{"cell": c.name, **c.labels, "evaluate": str(results[t].folder)}
                                            for c, t in zip(cells, targets)])
     summary_rows = pq.read_table(out / "summary.parquet").to_pylist()
@@ -77,10 +78,17 @@ def disco_sweep(sweep_path: str, overrides: list[str] | None = None, force: list
             "stages": summary(results)}
 
 
-def write_leaderboard(spec, cells, evaluations, out: Path) -> Path:
+def _dev_score(graph, cell, results) -> float | None:
+    """The dev MRR@10 of the epoch kept by the cell's own student (None without one or a dev set)."""
+    node_id = graph.students.get(Planner(graph, cell.config).student_name())
+    info = results[node_id].info if node_id in results else None
+    return info.dev.get(str(info.epoch)) if info is not None and info.dev else None
+
+
+def write_leaderboard(spec, cells, evaluations, out: Path, dev: list | None = None) -> Path:
     """The leaderboard files: rows per cell and variant, the summary over seeds, Markdown, LaTeX, a plot."""
-    rows = leaderboard.leaderboard_rows(spec, cells, evaluations)
-    summary_rows, metrics = leaderboard.aggregate(spec, cells, evaluations)
+    rows = leaderboard.leaderboard_rows(spec, cells, evaluations, dev)
+    summary_rows, metrics = leaderboard.aggregate(spec, cells, evaluations, dev)
     out.mkdir(parents=True, exist_ok=True)
     pq.write_table(leaderboard.to_table(rows), out / "leaderboard.parquet")
     pq.write_table(leaderboard.to_table(summary_rows), out / "summary.parquet")

@@ -104,6 +104,16 @@ def _run_dir(ctx: Context):
     return run_dir
 
 
+def _teachers(ctx: Context) -> list[dict]:
+    """Each teacher by the name it had on each dataset (``backend: dataset`` is ``human`` on one,
+    ``mtrag-mixtral`` on another) with its settings."""
+    out = []
+    for part, fused in zip(ctx.params["parts"], ctx.inputs["fuse"]):
+        for name, teacher in zip(fused.info.teachers, ctx.cfg.teachers):
+            out.append({"dataset": part.ds.name, **plain(teacher), "name": name})
+    return out
+
+
 def _provenance(ctx: Context, result: Trained, counts: list[dict]) -> dict:
     cfg = ctx.cfg
     return {
@@ -113,7 +123,7 @@ def _provenance(ctx: Context, result: Trained, counts: list[dict]) -> dict:
         "conversation": {"answers": cfg.conversation.answers, "max_length": cfg.train.max_length,
                          "format": "q_n [SEP] a_{n-1} [SEP] q_{n-1} ... (newest first)"},
         "data": counts, "split": plain(cfg.split), "dev_fraction": cfg.train.dev_fraction,
-        "teachers": plain(cfg.teachers), "fused": [r.info.model_dump() for r in ctx.inputs["fuse"]],
+        "teachers": _teachers(ctx), "fused": [r.info.model_dump() for r in ctx.inputs["fuse"]],
         "fusion": cfg.distill.fusion, "settings": plain(cfg.train), "epoch": result.epoch, "dev": result.dev,
         "examples": result.examples, "steps": result.steps, "llm_calls_at_search": 0,
         "platform": platform.platform(),

@@ -125,6 +125,7 @@ def test_editing_the_split_module_reruns_exactly_its_stages(run):
     # downstream of them does (the student's weights are the same, its vectors stay hits)
     assert {i.split("[")[0] for i in ran} == reaching
     assert ran == {"train", "evaluate[all]", "evaluate[test]", "report[test]"}
+    assert run()[0] == ran  # the edit undone: the same stages again (their manifests hold the edit)
     assert run()[0] == set()
 
 
@@ -264,7 +265,7 @@ def test_a_trained_student_loads_in_sentence_transformers_with_its_card(run, mon
 
     _, summary = run()
     student = folder(summary, "train")
-    assert main(["package", student.name, "--out", str(tmp_path / "pkg")]) == 0
+    assert main(["package", student.name, "--set", f"work_dir={run.work}", "--out", str(tmp_path / "pkg")]) == 0
     model = load_student(tmp_path / "pkg")
     # the pipeline's student vectors of a held-out turn, and its document vectors of a passage
     stored, qids = vectors.load_vectors(folder(summary, "encode_queries[student]") / "vectors.npz")
@@ -277,7 +278,8 @@ def test_a_trained_student_loads_in_sentence_transformers_with_its_card(run, mon
     d = model.encode_document([document_text(corpus[3]["title"], corpus[3]["text"])], convert_to_tensor=True)
     assert doc_ids[3] == corpus[3]["doc_id"] and np.abs(d.to_dense().numpy() - docs[3].toarray()).max() < 1e-5
     card = (tmp_path / "pkg" / "README.md").read_text()
-    assert "lowercase" in card and "human" in card and "MRR@10" in card and "| student |" in card
+    assert "| lowercase |" in card and "| human | people |" in card  # the teachers
+    assert "MRR@10" in card and "| **student** |" in card and "### embedded (test)" in card  # the test table
 
     calls = []
     from huggingface_hub import HfApi
@@ -285,7 +287,8 @@ def test_a_trained_student_loads_in_sentence_transformers_with_its_card(run, mon
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create", repo_id)))
     monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw["repo_id"],
                                                                                   kw["folder_path"])) or "url")
-    assert main(["publish", student.name, "me/disco-test", "--out", str(tmp_path / "pub")]) == 0
+    assert main(["publish", student.name, "me/disco-test", "--set", f"work_dir={run.work}",
+                 "--out", str(tmp_path / "pub")]) == 0
     assert calls == [("create", "me/disco-test"), ("upload", "me/disco-test", str(tmp_path / "pub"))]
 
 
