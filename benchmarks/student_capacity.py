@@ -5,6 +5,7 @@ retrieval against splade-tiny's document index, on a dataset's held-out conversa
     python benchmarks/student_capacity.py build --out /work/models/minilm-splade-mtrag
     python benchmarks/student_capacity.py evaluate --student /work/models/minilm-splade-mtrag \
         --student /work/models/minilm-splade-mtrag.init --doc-vectors /tmp/mtrag_doc_vectors.npz
+    python benchmarks/student_capacity.py distill --base splade-tiny --base /work/models/minilm-splade-mtrag
 
 ``evaluate`` encodes the corpus with splade-tiny when ``--doc-vectors`` does not exist yet and keeps
 the vectors there (19,684 MTRAG passages: ~9 minutes on 2 cores).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 import time
@@ -40,9 +42,10 @@ def build(args) -> None:
     settings = {k: v for k, v in {"epochs": args.epochs, "steps": args.steps, "learning_rate": args.lr,
                                   "batch_size": args.batch_size, "max_length": args.max_length,
                                   "seed": args.seed, "threads": args.threads, "revive_weight": args.revive_weight,
-                                  "margin": args.margin}.items() if v is not None}
+                                  "margin": args.margin, "suppress_weight": args.suppress_weight}.items() if v is not None}
     out = build_student(args.out, dataset=args.dataset, test_fraction=args.test_fraction, split_seed=args.split_seed,
-                        max_sentences=args.max_sentences, **settings)
+                        sentences_per_conversation=None if args.sentences_per_conversation < 0
+                        else args.sentences_per_conversation, **settings)
     result = json.loads((out / "warm_up.json").read_text())
     print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=1))
     print("last losses:", result["history"][-5:])
@@ -102,15 +105,66 @@ def evaluate_students(args) -> None:
                  machine())
     for row in rows:
         print(json.dumps(row))
-    print(result.markdown(baseline=f"splade-tiny conversation"))
+    print(result.markdown(baseline="splade-tiny conversation"))
+    for name in list(encoders)[1:]:
+        for variant in inputs:
+            ours, theirs = f"{name} {variant}", f"splade-tiny {variant}"
+            print(f"{ours} vs {theirs}: " + ", ".join(
+                f"{m} {result.scores[ours][m] - result.scores[theirs][m]:+.4f} (p={result.p_values[ours][theirs][m]:.3f})"
+                for m in METRICS))
     if args.json:
         Path(args.json).write_text(json.dumps({"encoders": rows, "evaluation": result.to_dict()}, indent=1))
+
+
+def distill_students(args) -> None:
+    """A sanity DiSCo distillation on the embedded dataset (people's rewrites as the teacher):
+    each ``--base`` trained on the train conversations, scored on the held-out ones."""
+    import tempfile
+
+    import pyarrow.compute as pc
+
+    from disco_core import distill, teachers
+    from disco_core.config import TrainConfig
+
+    torch.set_num_threads(args.threads or 2)
+    tables = datasets.load("embedded")
+    index = doc_index("embedded", tables, Path(args.doc_vectors))
+    doc_matrix, _ = load_vectors(Path(args.doc_vectors))
+    teacher = SpladeEncoder("splade-tiny", max_length=256)
+    human = tables.rewrites.filter(pc.equal(tables.rewrites["teacher"], "human")).to_pydict()
+    scores = teachers.teacher_scores(index, teacher.encode(human["text"]), human["query_id"], "human", k=1000)
+    targets = teachers.target_lists(scores, source="teacher")
+    conversations = set(tables.turns["conversation_id"].to_pylist())
+    test = splits.held_out(conversations, args.test_fraction, args.split_seed)
+    turns = tables.turns.to_pylist()
+    train, held = [t for t in turns if t["conversation_id"] not in test], splits.turns_in(turns, test)
+    formatter = ConversationFormatter(teacher.tokenizer, 256)
+    qrels = qrels_dict(tables.qrels)
+    position = {d: i for i, d in enumerate(index.doc_ids)}
+    examples = distill.build_examples([t["query_id"] for t in train], formatter.format_many(train), targets, qrels,
+                                      position)
+    held_qrels = {t["query_id"]: qrels[t["query_id"]] for t in held if t["query_id"] in qrels}
+    runs = {}
+    for base in args.base:
+        settings = TrainConfig(epochs=args.epochs, learning_rate=args.lr, seed=args.seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = distill.Trainer(base, settings, doc_matrix, tmp)
+            start = time.perf_counter()
+            history = trainer.train(examples)
+            seconds = time.perf_counter() - start
+            name = f"{Path(base).name} lr={args.lr:g}"
+            vectors = trainer.student.encode(formatter.format_many(held))
+            runs[name] = index.search_ids(vectors, [t["query_id"] for t in held], k=100)
+            print(json.dumps({"student": name, "examples": len(examples), "steps": len(history),
+                              "seconds": round(seconds, 1), "first loss": history[0]["loss"],
+                              "last loss": history[-1]["loss"], "query nnz": round(mean_nonzeros(vectors), 1)}))
+    print(evaluate(held_qrels, runs, METRICS).markdown(baseline=next(iter(runs))))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("build", "evaluate"):
+    for name in ("build", "evaluate", "distill"):
         p = sub.add_parser(name)
         p.add_argument("--dataset", default="mtrag")
         p.add_argument("--test-fraction", type=float, default=0.2)
@@ -118,7 +172,7 @@ def main() -> None:
         p.add_argument("--threads", type=int, default=2)
         if name == "build":
             p.add_argument("--out", required=True)
-            p.add_argument("--max-sentences", type=int)
+            p.add_argument("--sentences-per-conversation", type=float, default=4.0, help="-1: all")
             p.add_argument("--epochs", type=float)
             p.add_argument("--steps", type=int)
             p.add_argument("--lr", type=float)
@@ -127,12 +181,21 @@ def main() -> None:
             p.add_argument("--seed", type=int)
             p.add_argument("--revive-weight", type=float)
             p.add_argument("--margin", type=float)
-        else:
+            p.add_argument("--suppress-weight", type=float)
+        elif name == "evaluate":
             p.add_argument("--student", action="append", default=[], help="a student folder (repeatable)")
             p.add_argument("--doc-vectors", required=True, help="splade-tiny's corpus vectors (.npz), made if missing")
             p.add_argument("--json")
+        else:
+            p.add_argument("--base", action="append", default=[], help="a student's initial weights (repeatable)")
+            p.add_argument("--doc-vectors", required=True, help="splade-tiny's embedded corpus vectors, made if missing")
+            p.add_argument("--epochs", type=int, default=3)
+            p.add_argument("--lr", type=float, default=2e-4)
+            p.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
-    build(args) if args.command == "build" else evaluate_students(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("disco").setLevel(logging.INFO)  # progress lines (importing tasks set the root to WARNING)
+    {"build": build, "evaluate": evaluate_students, "distill": distill_students}[args.command](args)
 
 
 if __name__ == "__main__":
