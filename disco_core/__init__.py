@@ -14,7 +14,9 @@ Modules, one owner per thing:
   its upload to the hub;
 - ``paper_files``: the DiSCo authors' teacher runs and rewrites in and out; ``trec``: TREC qrels;
 - ``progress``: bars, log lines and subscriber events for long loops;
-- ``tracking``: optional MLflow tracking; ``latex``: paper tables.
+- ``tracking``: optional MLflow tracking; ``latex``: paper tables;
+- ``student_init`` and ``warm_up``: a larger student (any BERT body in the document encoder's
+  vocabulary) given a tied MLM head and warmed up on the document encoder's query vectors.
 """
 
 from . import env  # noqa: F401  (environment defaults before torch, numba, ir_datasets)

