@@ -260,6 +260,8 @@ class TrainConfig(_Section):
     base_model: str | None = model_ref(None, description="the student's initial weights (default: encoder.model)")
     data: list[TrainData] | None = Field(None, description="datasets and splits to train on (default: "
                                          "[{dataset: <dataset.name>, split: train}]); several = a mixture")
+    unjudged: bool = Field(False, description="also train on turns without a relevant judgment (the teacher's "
+                           "top document as the positive)")
     dev_fraction: float = Field(0.0, ge=0, lt=1, description="training conversations set aside to select "
                                 "the checkpoint by dev MRR@10 after each epoch (0: keep the last epoch)")
     seed: int = 42

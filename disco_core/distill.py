@@ -41,19 +41,25 @@ class Example:
 
 def build_examples(query_ids: Sequence[str], texts: Sequence[str],
                    targets: dict[str, list[tuple[list[str], list[float]]]],
-                   qrels: dict[str, dict[str, int]], doc_position: dict[str, int]) -> list[Example]:
+                   qrels: dict[str, dict[str, int]], doc_position: dict[str, int],
+                   unjudged: bool = False) -> list[Example]:
     """One example per target list of each turn that has a relevant document in the corpus.
 
     ``targets``: ``{query_id: [(doc ids by rank, scores), ...]}``, one list per target source (one
-    for fused targets, one per teacher without fusion: see :func:`disco_core.teachers.target_lists`)."""
+    for fused targets, one per teacher without fusion: see :func:`disco_core.teachers.target_lists`).
+    ``unjudged``: also the turns without a relevant judgment, the target's top document standing
+    for the positive (the distillation needs no label; only the in-batch term does)."""
     out = []
     for qid, text in zip(query_ids, texts):
         positives = [doc_position[d] for d, rel in qrels.get(qid, {}).items() if rel > 0 and d in doc_position]
-        if not positives:
+        if not positives and not unjudged:
             continue
         for docs, scores in targets.get(qid, ()):
-            out.append(Example(qid, text, np.asarray(sorted(positives)), np.asarray([doc_position[d] for d in docs]),
-                               np.asarray(scores, dtype=np.float32)))
+            candidates = np.asarray([doc_position[d] for d in docs])
+            if not len(candidates):
+                continue
+            chosen = np.asarray(sorted(positives)) if positives else candidates[:1]
+            out.append(Example(qid, text, chosen, candidates, np.asarray(scores, dtype=np.float32)))
     return out
 
 

@@ -86,7 +86,6 @@ def mlm_from_encoder(encoder_dir: str, out_dir: str | Path, reference: str = "sp
     :class:`~disco_core.encoder.SpladeEncoder` load it) made of ``encoder_dir``'s BERT body and a
     new MLM head tied to its word embeddings, with ``reference``'s tokenizer. ``encoder_dir``: a
     folder, hub id or alias (``all-minilm-l6-v2``). Deterministic: no random weights."""
-    import torch
     from transformers import AutoConfig, AutoModel, BertForMaskedLM
 
     check_vocabulary(encoder_dir, reference)

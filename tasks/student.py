@@ -57,7 +57,8 @@ def train(ctx: Context) -> Trained:
         ids = [f"{part.ds.scope}:{t['query_id']}" for t in train_turns]
         examples += distill.build_examples(ids, formatter.format_many(train_turns),
                                            {f"{part.ds.scope}:{q}": v for q, v in targets.items()},
-                                           {f"{part.ds.scope}:{q}": v for q, v in qrels.items()}, position)
+                                           {f"{part.ds.scope}:{q}": v for q, v in qrels.items()}, position,
+                                           unjudged=cfg.train.unjudged)
         if dev_turns:
             dev_sets.append(distill.DevSet([t["query_id"] for t in dev_turns], formatter.format_many(dev_turns),
                                            qrels, InvertedIndex.load(ctx.inputs["index"][i]["index"])))

@@ -248,3 +248,12 @@ def test_checkpoint_state_loads_with_weights_only(tiny_task, tmp_path):
     state = torch.load(folder / "trainer_state.pt", weights_only=True)
     assert set(state) == {"optimizer", "torch_rng"}
     assert json.loads((folder / "trainer_state.json").read_text()) == {"step": 3, "epoch": 1}
+
+
+def test_unjudged_turns_train_with_the_teachers_top_document():
+    targets = {"a": [(["d2", "d0", "d1"], [3.0, 2.0, 1.0])], "b": [(["d1", "d2"], [2.0, 1.0])]}
+    position = {"d0": 0, "d1": 1, "d2": 2}
+    judged = build_examples(["a", "b"], ["ta", "tb"], targets, {"a": {"d0": 1}}, position)
+    assert [e.query_id for e in judged] == ["a"] and judged[0].positives.tolist() == [0]
+    both = build_examples(["a", "b"], ["ta", "tb"], targets, {"a": {"d0": 1}}, position, unjudged=True)
+    assert [e.query_id for e in both] == ["a", "b"] and both[1].positives.tolist() == [1]  # b's top: d1
