@@ -58,10 +58,14 @@ def disco_sweep(sweep_path: str, overrides: list[str] | None = None, force: list
     log.info("sweep %s: %d cells, %d stage instances", spec.name, len(cells), len(graph.order(targets)))
     progress = create_progress_artifact(0.0, description=f"sweep {spec.name}: cells done")
 
+    reported = [-1]
+
     def on_progress(done: set[str]) -> None:
         finished = sum(t in done for t in targets)
-        log.info("sweep %s: %d/%d cells done", spec.name, finished, len(cells))
-        update_progress_artifact(progress, 100.0 * finished / len(cells))
+        if finished != reported[0]:  # a line when a cell finishes, not every poll
+            reported[0] = finished
+            log.info("sweep %s: %d/%d cells done", spec.name, finished, len(cells))
+            update_progress_artifact(progress, 100.0 * finished / len(cells))
 
     results = submit(graph, targets, force or [], on_progress=on_progress)
     evaluations = [Evaluation.load(results[t].folder) for t in targets]
