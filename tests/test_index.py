@@ -58,7 +58,7 @@ def test_save_and_load(tmp_path):
     folder = index.save(tmp_path / "idx")
     loaded = InvertedIndex.load(folder)
     assert loaded.meta["model"] == "m" and loaded.n_docs == 500 and loaded.nnz == docs.nnz
-    assert isinstance(loaded.postings, np.memmap)
+    assert isinstance(loaded.docs, np.memmap) and isinstance(loaded.weights, np.memmap)
     for a, b in zip(index.search(queries, k=100), loaded.search(queries, k=100)):
         np.testing.assert_array_equal(a, b)
 
