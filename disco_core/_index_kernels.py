@@ -1,16 +1,15 @@
 """The numba kernels behind :class:`disco_core.index.InvertedIndex` (exact top-k, no pruning).
 
-Layout: documents are cut into blocks of ``block_docs`` (at most 65,536, so a document is a
-``uint16`` inside its block); postings are ordered by (block, term, document), and
-``offsets[b * vocab + t]`` is where term ``t``'s postings in block ``b`` start. Weights are either
-``float32`` or ``uint16`` codes into a ``float32`` codebook (exactly the same values, two bytes
-instead of four, when a collection has at most 65,536 distinct weights, e.g. quantised impacts).
+Layout (written by :mod:`disco_core.index_build`): term ``t``'s postings are
+``docs[skips[t, 0]:skips[t, n_blocks]]``, in document order, and ``skips[t, b]`` is where its
+documents of block ``b`` start; a document is a ``uint16`` offset in its block of ``block_docs``.
+Weights are ``uint16`` codes into a ``float32`` codebook or plain ``float32``.
 
-Scoring is term-at-a-time inside one block at a time, so the score accumulator is a block's worth
-of documents and stays in the core's cache. Queries are scored sixteen at a time: the accumulator
-holds sixteen lanes per document and each posting updates all of them with one vector operation
-(``acc[d, :] += w * query_weights[term, :]``), so a posting list that several queries share is
-read once for all of them. A single query uses a one-lane accumulator.
+Scoring is term-at-a-time inside a tile of blocks at a time, so the score accumulator is a tile's
+worth of documents and stays in the core's cache. Queries are scored sixteen at a time: the
+accumulator holds sixteen lanes per document and each posting updates all of them with one vector
+operation (``acc[d, :] += w * query_weights[term, :]``), so a posting list that several queries
+share is read once for all of them. A single query uses a one-lane accumulator.
 
 Every query's contributions are added in ascending term order, whatever the kernel, so a
 document's score is bit-identical between the one-lane and the sixteen-lane kernels, between one
@@ -25,8 +24,6 @@ import contextlib
 
 import numba
 import numpy as np
-from numba import types
-from numba.extending import overload
 
 LANES = 16  # queries scored together (16 float32 = one AVX-512 register, two AVX2 registers)
 
@@ -41,18 +38,6 @@ def vectorizing_compiler():
         yield
     finally:
         numba.core.config.SLP_VECTORIZE = old
-
-
-def _weight(weights, codebook, p):  # pragma: no cover  (replaced by the overload in compiled code)
-    raise NotImplementedError
-
-
-@overload(_weight, inline="always")
-def _weight_impl(weights, codebook, p):
-    # Resolved at compile time: float weights are read directly, integer codes through the codebook.
-    if isinstance(weights.dtype, types.Float):
-        return lambda weights, codebook, p: weights[p]
-    return lambda weights, codebook, p: codebook[weights[p]]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -117,9 +102,10 @@ def _aligned_zeros(n):
 
 
 @numba.njit(cache=True, nogil=True)
-def _select(acc, stride, lane, n, base, heap_s, heap_d, size, k):
-    """Offer documents base..base+n (scores ``acc[d * stride + lane]``) to the heap."""
-    threshold = heap_s[0] if size == k else np.float32(0.0)
+def _select(acc, stride, lane, n, base, heap_s, heap_d, size, k, floor):
+    """Offer documents base..base+n (scores ``acc[d * stride + lane]``) to the heap; only scores
+    above ``floor`` (0, or a score that k earlier documents already reach) can enter."""
+    threshold = max(heap_s[0], floor) if size == k else floor
     for d in range(n):
         s = acc[d * stride + lane]
         if s > threshold:
@@ -130,11 +116,12 @@ def _select(acc, stride, lane, n, base, heap_s, heap_d, size, k):
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan_one(terms, qweights, skips, docs, weights, codebook, n_docs, block_docs, first_block, last_block, tile,
-              k, out_d, out_s):
+def _scan_one(terms, qweights, skips, docs, codes, weights, codebook, n_docs, block_docs, first_block, last_block,
+              tile, k, floor, out_d, out_s):
     """One query over blocks [first_block, last_block), ``tile`` blocks at a time: its top k into
     out (returns the count)."""
     stride = (n_docs + block_docs - 1) // block_docs + 1
+    coded = codes.shape[0] > 0
     acc = _aligned_zeros(block_docs * tile)
     heap_s = np.empty(k, dtype=np.float32)
     heap_d = np.empty(k, dtype=np.int64)
@@ -146,22 +133,27 @@ def _scan_one(terms, qweights, skips, docs, weights, codebook, n_docs, block_doc
             w = qweights[j]
             for b in range(first, last):
                 base = (b - first) * block_docs
-                for p in range(skips[row + b], skips[row + b + 1]):
-                    acc[base + np.int64(docs[p])] += w * _weight(weights, codebook, p)
+                if coded:
+                    for p in range(skips[row + b], skips[row + b + 1]):
+                        acc[base + np.int64(docs[p])] += w * codebook[codes[p]]
+                else:
+                    for p in range(skips[row + b], skips[row + b + 1]):
+                        acc[base + np.int64(docs[p])] += w * weights[p]
         n = min(last * block_docs, n_docs) - first * block_docs
-        size = _select(acc, 1, 0, n, first * block_docs, heap_s, heap_d, size, k)
+        size = _select(acc, 1, 0, n, first * block_docs, heap_s, heap_d, size, k, floor)
         acc[:n] = 0.0
     _heap_sort(heap_s, heap_d, size, out_d, out_s)
     return size
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan_lanes(union, lane_weights, n_lanes, skips, docs, weights, codebook, n_docs, block_docs, first_block,
-                last_block, tile, k, out_d, out_s, out_n):
+def _scan_lanes(union, lane_weights, n_lanes, skips, docs, codes, weights, codebook, n_docs, block_docs, first_block,
+                last_block, tile, k, floors, out_d, out_s, out_n):
     """Up to sixteen queries together over blocks [first_block, last_block), ``tile`` blocks at a
     time. ``union``: the terms of any of them, ascending; ``lane_weights[u, j]``: query j's weight
     of union[u] (0 if absent)."""
     stride = (n_docs + block_docs - 1) // block_docs + 1
+    coded = codes.shape[0] > 0
     # The union's skips, block-major: a tile reads one contiguous row per block (term-major, it
     # would touch a cache line per term per block: 2x slower).
     n_union = union.shape[0]
@@ -185,8 +177,24 @@ def _scan_lanes(union, lane_weights, n_lanes, skips, docs, weights, codebook, n_
             w12 = lane_weights[u, 12]; w13 = lane_weights[u, 13]; w14 = lane_weights[u, 14]; w15 = lane_weights[u, 15]  # noqa: E702
             for b in range(first, last):
                 base = np.uint64((b - first) * block_docs)
-                for p in range(starts[b - first_block, u], starts[b - first_block + 1, u]):
-                    w = _weight(weights, codebook, p)
+                a, e = starts[b - first_block, u], starts[b - first_block + 1, u]
+                # Two copies of the loop, one per kind of weight: behind a shared helper or an
+                # inlined overload, the SLP vectoriser gave up on the codes' loop (3.5x slower).
+                if coded:
+                    for p in range(a, e):
+                        w = codebook[codes[p]]
+                    o = (base + np.uint64(docs[p])) * np.uint64(LANES)
+                    acc[o] += w * w0; acc[o + np.uint64(1)] += w * w1  # noqa: E702
+                    acc[o + np.uint64(2)] += w * w2; acc[o + np.uint64(3)] += w * w3  # noqa: E702
+                    acc[o + np.uint64(4)] += w * w4; acc[o + np.uint64(5)] += w * w5  # noqa: E702
+                    acc[o + np.uint64(6)] += w * w6; acc[o + np.uint64(7)] += w * w7  # noqa: E702
+                    acc[o + np.uint64(8)] += w * w8; acc[o + np.uint64(9)] += w * w9  # noqa: E702
+                    acc[o + np.uint64(10)] += w * w10; acc[o + np.uint64(11)] += w * w11  # noqa: E702
+                    acc[o + np.uint64(12)] += w * w12; acc[o + np.uint64(13)] += w * w13  # noqa: E702
+                    acc[o + np.uint64(14)] += w * w14; acc[o + np.uint64(15)] += w * w15  # noqa: E702
+                else:
+                    for p in range(a, e):
+                        w = weights[p]
                     o = (base + np.uint64(docs[p])) * np.uint64(LANES)
                     acc[o] += w * w0; acc[o + np.uint64(1)] += w * w1  # noqa: E702
                     acc[o + np.uint64(2)] += w * w2; acc[o + np.uint64(3)] += w * w3  # noqa: E702
@@ -198,7 +206,7 @@ def _scan_lanes(union, lane_weights, n_lanes, skips, docs, weights, codebook, n_
                     acc[o + np.uint64(14)] += w * w14; acc[o + np.uint64(15)] += w * w15  # noqa: E702
         n = min(last * block_docs, n_docs) - first * block_docs
         for j in range(n_lanes):
-            sizes[j] = _select(acc, LANES, j, n, first * block_docs, heap_s[j], heap_d[j], sizes[j], k)
+            sizes[j] = _select(acc, LANES, j, n, first * block_docs, heap_s[j], heap_d[j], sizes[j], k, floors[j])
         acc[: n * LANES] = 0.0
     for j in range(n_lanes):
         _heap_sort(heap_s[j], heap_d[j], sizes[j], out_d[j], out_s[j])
@@ -223,8 +231,8 @@ def _lane_group(q_indptr, q_terms, q_weights, first, last, vocab):
 
 
 @numba.njit(cache=True, parallel=True)
-def search_batch(q_indptr, q_terms, q_weights, skips, docs, weights, codebook, vocab, n_docs, block_docs, k,
-                 grouped, n_chunks, tile):
+def search_batch(q_indptr, q_terms, q_weights, skips, docs, codes, weights, codebook, vocab, n_docs, block_docs, k,
+                 grouped, n_chunks, tile, floors):
     """Top-k of every query: ``(docs, scores, counts)`` with ``docs``/``scores`` of shape
     ``(n_queries, n_chunks, k)`` (each chunk of blocks separately, best first) and ``counts``
     ``(n_queries, n_chunks)``; :func:`merge_sorted` combines the chunks.
@@ -250,8 +258,10 @@ def search_batch(q_indptr, q_terms, q_weights, skips, docs, weights, codebook, v
             lane_d = np.empty((LANES, k), dtype=np.int64)
             lane_s = np.empty((LANES, k), dtype=np.float32)
             lane_n = np.zeros(LANES, dtype=np.int64)
-            _scan_lanes(union, lane_weights, last - first, skips, docs, weights, codebook, n_docs, block_docs,
-                        first_block, last_block, tile, k, lane_d, lane_s, lane_n)
+            lane_floors = np.zeros(LANES, dtype=np.float32)
+            lane_floors[: last - first] = floors[first:last]
+            _scan_lanes(union, lane_weights, last - first, skips, docs, codes, weights, codebook, n_docs, block_docs,
+                        first_block, last_block, tile, k, lane_floors, lane_d, lane_s, lane_n)
             for j in range(last - first):
                 n = lane_n[j]
                 out_d[first + j, c, :n] = lane_d[j, :n]
@@ -259,8 +269,9 @@ def search_batch(q_indptr, q_terms, q_weights, skips, docs, weights, codebook, v
                 out_n[first + j, c] = n
         else:
             a, b = q_indptr[first], q_indptr[first + 1]
-            out_n[first, c] = _scan_one(q_terms[a:b], q_weights[a:b], skips, docs, weights, codebook, n_docs,
-                                        block_docs, first_block, last_block, tile, k, out_d[first, c], out_s[first, c])
+            out_n[first, c] = _scan_one(q_terms[a:b], q_weights[a:b], skips, docs, codes, weights, codebook, n_docs,
+                                        block_docs, first_block, last_block, tile, k, floors[first], out_d[first, c],
+                                        out_s[first, c])
     return out_d, out_s, out_n
 
 

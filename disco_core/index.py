@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import DataError
-from .index_build import ARRAYS, BLOCK_DOCS, build_arrays, write_arrays
+from .index_build import ARRAYS, BLOCK_DOCS, IdsWriter, build_arrays, write_arrays
 
 # numba compiles the kernels once (~30 s) and caches them here for later processes.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "numba"))
@@ -65,24 +65,22 @@ class InvertedIndex:
         any chunk size (called twice, one pass each; see :mod:`disco_core.index_build`: memory is
         one chunk, never the collection). Returns it loaded (memory-mapped). ``meta.json`` is
         written last: a folder without it is an unfinished build."""
-        from .io import write_json_atomic
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "meta.json").unlink(missing_ok=True)  # unsealed until the end
-        doc_ids: list[str] = []
+        ids = IdsWriter(folder / "doc_ids.json")
 
-        def vectors(collect: bool):
+        def vectors(first_pass: bool):
             for matrix, chunk_ids in chunks():
                 if matrix.shape[0] != len(chunk_ids):
                     raise ValueError(f"{matrix.shape[0]} vectors for {len(chunk_ids)} document ids")
-                if collect:
-                    doc_ids.extend(chunk_ids)
+                if first_pass:
+                    ids.add(chunk_ids)
                 yield matrix
 
-        first_pass = iter([True, False])  # ids are collected on the first of the two passes
-        layout = write_arrays(folder, lambda: vectors(next(first_pass)), vocab_size, block_docs, weights)
-        write_json_atomic(folder / "doc_ids.json", doc_ids)
+        passes = iter([True, False])  # ids are written during the first of the two passes
+        layout = write_arrays(folder, lambda: vectors(next(passes)), vocab_size, block_docs, weights)
+        ids.close()
         _seal(folder, layout, meta)
         return cls.load(folder)
 
@@ -160,17 +158,22 @@ class InvertedIndex:
         return docs.astype(np.int32), scores
 
     def search_positions(self, queries: sp.spmatrix, k: int = 1000, batch_size: int = 4096,
-                         threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``search`` with int64 positions (what a sharded index adds its offsets to)."""
+                         threads: int | None = None, floors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``search`` with int64 positions (what a sharded index adds its offsets to).
+
+        ``floors``: per query, a score documents must exceed to be returned (a sharded search
+        passes the k-th best score of the shards before this one, which later documents must beat)."""
         queries = self._prepare(queries)
         k = max(0, int(min(k, self.n_docs)))
         if k == 0 or queries.shape[0] == 0:  # the kernels' heaps need k >= 1
             return np.full((queries.shape[0], k), -1, dtype=np.int64), np.zeros((queries.shape[0], k), np.float32)
         if threads:
             numba.set_num_threads(threads)
+        floors = np.zeros(queries.shape[0], np.float32) if floors is None else np.asarray(floors, np.float32)
         docs_out, scores_out = [], []
         for start in range(0, queries.shape[0], batch_size):
-            docs, scores = self._search_batch(queries[start : start + batch_size], k, numba.get_num_threads())
+            docs, scores = self._search_batch(queries[start : start + batch_size], k, numba.get_num_threads(),
+                                              floors[start : start + batch_size])
             docs_out.append(docs)
             scores_out.append(scores)
         return np.concatenate(docs_out), np.concatenate(scores_out)
@@ -182,19 +185,28 @@ class InvertedIndex:
         queries.sum_duplicates()  # also sorts each row's terms: contributions add in term order
         return queries
 
-    def _search_batch(self, batch: sp.csr_matrix, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search_batch(self, batch: sp.csr_matrix, k: int, threads: int, floors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         grouped = batch.shape[0] >= GROUP_MIN
         n_groups = -(-batch.shape[0] // kernels.LANES) if grouped else batch.shape[0]
-        # few groups: split the blocks too, so that every thread has work
-        n_chunks = max(1, min(self.n_blocks, -(-threads // n_groups)))
+        # few groups: split the blocks too, two chunks per thread, so that every thread has work
+        n_chunks = max(1, min(self.n_blocks, -(-2 * threads // n_groups)))
         tile = max(1, TILE_DOCS[grouped] // self.block_docs)
-        with kernels.vectorizing_compiler():
+        # work items handed out one at a time: a thread slowed by a neighbour on a shared core
+        # takes fewer (numba's default splits them evenly up front)
+        with kernels.vectorizing_compiler(), numba.parallel_chunksize(1):
             docs, scores, counts = kernels.search_batch(
                 batch.indptr.astype(np.int64), batch.indices.astype(np.int32), batch.data, self.skips, self.docs,
-                self.weights, self.codebook, self.vocab_size, self.n_docs, self.block_docs, k, grouped, n_chunks, tile)
+                *self._kernel_weights(), self.vocab_size, self.n_docs, self.block_docs, k, grouped, n_chunks, tile,
+                np.ascontiguousarray(floors))
             if n_chunks == 1:
                 return docs[:, 0], scores[:, 0]
             return kernels.merge_sorted(docs, scores, counts, k)
+
+    def _kernel_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(codes, float weights, codebook) as the kernels take them: one of the first two is empty."""
+        if self.weights.dtype == np.uint16:
+            return self.weights, np.empty(0, np.float32), self.codebook
+        return np.empty(0, np.uint16), self.weights, self.codebook
 
     def search_ids(self, queries: sp.spmatrix, query_ids: list[str], k: int = 1000, **kwargs) -> dict[str, list[tuple[str, float]]]:
         """Top-k as ``{query_id: [(doc_id, score), ...]}``, best first."""

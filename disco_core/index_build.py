@@ -16,6 +16,7 @@ in memory). Peak memory is one chunk plus the skip table, never the collection's
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,7 +26,7 @@ import scipy.sparse as sp
 
 BLOCK_DOCS = 4096
 MAX_CODES = 1 << 16
-SUB_CHUNK = 65_536  # rows converted to columns at a time in the second pass
+SUB_CHUNK = 32_768  # rows converted to columns at a time in the second pass (bounds its memory)
 ARRAYS = ("skips", "docs", "weights", "codebook")
 
 
@@ -67,7 +68,8 @@ class Layout:
         counts = np.zeros((self.vocab_size, self.n_blocks + 1), dtype=np.int64)
         for b, block in enumerate(self._block_counts):
             counts[:, b + 1] = block
-        return np.cumsum(counts.ravel())  # counts[t, 0] = 0, so row t starts where term t starts
+        counts = counts.ravel()
+        return np.cumsum(counts, out=counts)  # counts[t, 0] = 0, so row t starts where term t starts
 
     def codebook(self) -> np.ndarray | None:
         return None if self._keys is None else self._keys.view(np.float32)
@@ -89,8 +91,12 @@ class _Memory:
     def __init__(self, nnz: int, weight_dtype):
         self.arrays = {"docs": np.zeros(nnz, np.uint16), "weights": np.zeros(nnz, weight_dtype)}
 
-    def put(self, name: str, position: int, values: np.ndarray) -> None:
-        self.arrays[name][position : position + values.shape[0]] = values
+    def put_runs(self, terms, starts, stops, positions, docs, weights) -> None:
+        """Each term's run ``[start, stop)`` of this chunk's postings goes to ``position``."""
+        out_docs, out_weights = self.arrays["docs"], self.arrays["weights"]
+        for a, b, at in zip(starts, stops, positions):
+            out_docs[at : at + b - a] = docs[a:b]
+            out_weights[at : at + b - a] = weights[a:b]
 
     def close(self) -> None:
         pass
@@ -108,8 +114,15 @@ class _Files:
             handle.truncate(len(header) + nnz * np.dtype(dtype).itemsize)
             self.handles[name], self.offset[name] = handle, len(header)
 
-    def put(self, name: str, position: int, values: np.ndarray) -> None:
-        os.pwrite(self.handles[name].fileno(), memoryview(values).cast("B"), self.offset[name] + position * values.itemsize)
+    def put_runs(self, terms, starts, stops, positions, docs, weights) -> None:
+        """Each term's run ``[start, stop)`` of this chunk's postings goes to ``position``."""
+        fd_docs, fd_weights = self.handles["docs"].fileno(), self.handles["weights"].fileno()
+        base_docs, base_weights = self.offset["docs"], self.offset["weights"]
+        docs_bytes, weights_bytes = memoryview(docs).cast("B"), memoryview(weights).cast("B")
+        w = weights.itemsize
+        for a, b, at in zip(starts, stops, positions):
+            os.pwrite(fd_docs, docs_bytes[2 * a : 2 * b], base_docs + 2 * at)
+            os.pwrite(fd_weights, weights_bytes[w * a : w * b], base_weights + w * at)
 
     def close(self) -> None:
         for name, handle in self.handles.items():
@@ -134,13 +147,12 @@ def _fill(chunks: Iterable[sp.csr_matrix], layout: Layout, skips: np.ndarray, co
         for lo in range(0, matrix.shape[0], SUB_CHUNK):
             part = matrix[lo : lo + SUB_CHUNK].tocsc()
             part.sort_indices()
-            docs = ((part.indices.astype(np.int64) + start + lo) % bs).astype(np.uint16)
+            docs = ((part.indices + np.int32((start + lo) % bs)) % np.int32(bs)).astype(np.uint16)
             weights = part.data if keys is None else np.searchsorted(keys, part.data.view(np.uint32)).astype(np.uint16)
             counts = np.diff(part.indptr)
-            for t in np.flatnonzero(counts):
-                a, b = part.indptr[t], part.indptr[t + 1]
-                out.put("docs", int(cursor[t]), docs[a:b])
-                out.put("weights", int(cursor[t]), weights[a:b])
+            present = np.flatnonzero(counts)
+            out.put_runs(present.tolist(), part.indptr[present].tolist(), part.indptr[present + 1].tolist(),
+                         cursor[present].tolist(), docs, weights)
             cursor += counts
         start += matrix.shape[0]
     out.close()
@@ -184,3 +196,25 @@ def write_arrays(folder: str | Path, chunks: Callable[[], Iterable[sp.spmatrix]]
 
 def _codebook_array(codebook: np.ndarray | None) -> np.ndarray:
     return np.empty(0, np.float32) if codebook is None else codebook
+
+
+class IdsWriter:
+    """Document ids streamed into a JSON list (never all in memory while building); the file
+    takes its name on ``close``."""
+
+    def __init__(self, path: Path):
+        self.path, self.partial = Path(path), Path(path).with_name(f".{Path(path).name}.partial")
+        self._handle = self.partial.open("w", encoding="utf-8")
+        self._handle.write("[")
+        self.count = 0
+
+    def add(self, ids: Iterable[str]) -> None:
+        encoded = [json.dumps(str(doc_id)) for doc_id in ids]
+        if encoded:
+            self._handle.write(("," if self.count else "") + ",".join(encoded))
+            self.count += len(encoded)
+
+    def close(self) -> None:
+        self._handle.write("]\n")
+        self._handle.close()
+        os.replace(self.partial, self.path)

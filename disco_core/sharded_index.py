@@ -139,7 +139,9 @@ def search_shards(shards: list[InvertedIndex], offsets, queries: sp.spmatrix, k:
     if k == 0:
         return best_d, best_s
     for shard, offset in zip(shards, offsets):
-        docs, scores = shard.search_positions(queries, k, batch_size, threads)
+        # a later shard's document must beat the k-th best so far (on a tie, the earlier wins)
+        floors = np.where(best_d[:, -1] >= 0, best_s[:, -1], 0).astype(np.float32)
+        docs, scores = shard.search_positions(queries, k, batch_size, threads, floors)
         docs = np.where(docs >= 0, docs + int(offset), -1)
         best_d, best_s = merge_top_k([(best_d, best_s), (pad(docs, k), pad(scores, k))], k)
     return best_d, best_s
