@@ -20,24 +20,13 @@ so ties resolve by position.
 
 from __future__ import annotations
 
-import contextlib
-
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 LANES = 16  # queries scored together (16 float32 = one AVX-512 register, two AVX2 registers)
-
-
-@contextlib.contextmanager
-def vectorizing_compiler():
-    """Compile with LLVM's SLP vectoriser on (numba's default is off): it turns the sixteen
-    written-out lane updates into vector instructions. Same IEEE operations, same results."""
-    old = numba.core.config.SLP_VECTORIZE
-    numba.core.config.SLP_VECTORIZE = 1
-    try:
-        yield
-    finally:
-        numba.core.config.SLP_VECTORIZE = old
 
 
 @numba.njit(cache=True, nogil=True)
@@ -146,6 +135,48 @@ def _scan_one(terms, qweights, skips, docs, codes, weights, codebook, n_docs, bl
     return size
 
 
+@intrinsic
+def _add_lanes(typingctx, acc, offset, w, lane_weights, row):
+    """``acc[offset : offset + 16] += w * lane_weights[row, :]`` as one vector multiply and one
+    vector add (LLVM IR written out: the SLP vectoriser, asked to do the same from sixteen scalar
+    updates, gave up or not depending on the surrounding code: up to 5x slower). Each lane gets
+    exactly the scalar ``acc + w * weight`` (no fused multiply-add), so results are bit-identical
+    to the one-lane kernel. Offsets are multiples of 16 (``acc`` has 16 floats per document)."""
+    signature = types.void(acc, offset, w, lane_weights, row)
+
+    def codegen(context, builder, sig, args):
+        acc_value, offset_value, w_value, weights_value, row_value = args
+        vector = ir.VectorType(ir.FloatType(), LANES)
+        acc_array = context.make_array(sig.args[0])(context, builder, acc_value)
+        weights_array = context.make_array(sig.args[3])(context, builder, weights_value)
+        acc_pointer = builder.bitcast(builder.gep(acc_array.data, [offset_value]), vector.as_pointer())
+        row_start = builder.mul(row_value, ir.Constant(row_value.type, LANES))
+        weights_pointer = builder.bitcast(builder.gep(weights_array.data, [row_start]), vector.as_pointer())
+        splat = builder.insert_element(ir.Constant(vector, ir.Undefined), w_value, ir.Constant(ir.IntType(32), 0))
+        splat = builder.shuffle_vector(splat, ir.Constant(vector, ir.Undefined),
+                                       ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+        product = builder.fmul(splat, builder.load(weights_pointer, align=4))
+        builder.store(builder.fadd(builder.load(acc_pointer, align=4), product), acc_pointer, align=4)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@numba.njit(cache=True, nogil=True)
+def _score_lanes(acc, starts, first, last, lane_weights, docs, codes, weights, codebook, block_docs):
+    """Add a tile's postings (block rows first..last of ``starts``) to the sixteen-lane accumulator."""
+    coded = codes.shape[0] > 0
+    for u in range(lane_weights.shape[0]):
+        for i in range(first, last):
+            base = np.uint64((i - first) * block_docs)
+            if coded:
+                for p in range(starts[i, u], starts[i + 1, u]):
+                    _add_lanes(acc, (base + np.uint64(docs[p])) * np.uint64(LANES), codebook[codes[p]], lane_weights, u)
+            else:
+                for p in range(starts[i, u], starts[i + 1, u]):
+                    _add_lanes(acc, (base + np.uint64(docs[p])) * np.uint64(LANES), weights[p], lane_weights, u)
+
+
 @numba.njit(cache=True, nogil=True)
 def _scan_lanes(union, lane_weights, n_lanes, skips, docs, codes, weights, codebook, n_docs, block_docs, first_block,
                 last_block, tile, k, floors, out_d, out_s, out_n):
@@ -153,7 +184,6 @@ def _scan_lanes(union, lane_weights, n_lanes, skips, docs, codes, weights, codeb
     time. ``union``: the terms of any of them, ascending; ``lane_weights[u, j]``: query j's weight
     of union[u] (0 if absent)."""
     stride = (n_docs + block_docs - 1) // block_docs + 1
-    coded = codes.shape[0] > 0
     # The union's skips, block-major: a tile reads one contiguous row per block (term-major, it
     # would touch a cache line per term per block: 2x slower).
     n_union = union.shape[0]
@@ -168,42 +198,8 @@ def _scan_lanes(union, lane_weights, n_lanes, skips, docs, codes, weights, codeb
     sizes = np.zeros(LANES, dtype=np.int64)
     for first in range(first_block, last_block, tile):
         last = min(last_block, first + tile)
-        for u in range(n_union):
-            # The sixteen lane updates are written out (a loop over lanes is not vectorised):
-            # with the weights in locals, the SLP vectoriser makes them one vector multiply-add.
-            w0 = lane_weights[u, 0]; w1 = lane_weights[u, 1]; w2 = lane_weights[u, 2]; w3 = lane_weights[u, 3]  # noqa: E702
-            w4 = lane_weights[u, 4]; w5 = lane_weights[u, 5]; w6 = lane_weights[u, 6]; w7 = lane_weights[u, 7]  # noqa: E702
-            w8 = lane_weights[u, 8]; w9 = lane_weights[u, 9]; w10 = lane_weights[u, 10]; w11 = lane_weights[u, 11]  # noqa: E702
-            w12 = lane_weights[u, 12]; w13 = lane_weights[u, 13]; w14 = lane_weights[u, 14]; w15 = lane_weights[u, 15]  # noqa: E702
-            for b in range(first, last):
-                base = np.uint64((b - first) * block_docs)
-                a, e = starts[b - first_block, u], starts[b - first_block + 1, u]
-                # Two copies of the loop, one per kind of weight: behind a shared helper or an
-                # inlined overload, the SLP vectoriser gave up on the codes' loop (3.5x slower).
-                if coded:
-                    for p in range(a, e):
-                        w = codebook[codes[p]]
-                    o = (base + np.uint64(docs[p])) * np.uint64(LANES)
-                    acc[o] += w * w0; acc[o + np.uint64(1)] += w * w1  # noqa: E702
-                    acc[o + np.uint64(2)] += w * w2; acc[o + np.uint64(3)] += w * w3  # noqa: E702
-                    acc[o + np.uint64(4)] += w * w4; acc[o + np.uint64(5)] += w * w5  # noqa: E702
-                    acc[o + np.uint64(6)] += w * w6; acc[o + np.uint64(7)] += w * w7  # noqa: E702
-                    acc[o + np.uint64(8)] += w * w8; acc[o + np.uint64(9)] += w * w9  # noqa: E702
-                    acc[o + np.uint64(10)] += w * w10; acc[o + np.uint64(11)] += w * w11  # noqa: E702
-                    acc[o + np.uint64(12)] += w * w12; acc[o + np.uint64(13)] += w * w13  # noqa: E702
-                    acc[o + np.uint64(14)] += w * w14; acc[o + np.uint64(15)] += w * w15  # noqa: E702
-                else:
-                    for p in range(a, e):
-                        w = weights[p]
-                    o = (base + np.uint64(docs[p])) * np.uint64(LANES)
-                    acc[o] += w * w0; acc[o + np.uint64(1)] += w * w1  # noqa: E702
-                    acc[o + np.uint64(2)] += w * w2; acc[o + np.uint64(3)] += w * w3  # noqa: E702
-                    acc[o + np.uint64(4)] += w * w4; acc[o + np.uint64(5)] += w * w5  # noqa: E702
-                    acc[o + np.uint64(6)] += w * w6; acc[o + np.uint64(7)] += w * w7  # noqa: E702
-                    acc[o + np.uint64(8)] += w * w8; acc[o + np.uint64(9)] += w * w9  # noqa: E702
-                    acc[o + np.uint64(10)] += w * w10; acc[o + np.uint64(11)] += w * w11  # noqa: E702
-                    acc[o + np.uint64(12)] += w * w12; acc[o + np.uint64(13)] += w * w13  # noqa: E702
-                    acc[o + np.uint64(14)] += w * w14; acc[o + np.uint64(15)] += w * w15  # noqa: E702
+        _score_lanes(acc, starts, first - first_block, last - first_block, lane_weights, docs, codes, weights, codebook,
+                     block_docs)
         n = min(last * block_docs, n_docs) - first * block_docs
         for j in range(n_lanes):
             sizes[j] = _select(acc, LANES, j, n, first * block_docs, heap_s[j], heap_d[j], sizes[j], k, floors[j])
@@ -230,52 +226,36 @@ def _lane_group(q_indptr, q_terms, q_weights, first, last, vocab):
     return union, lane_weights
 
 
-@numba.njit(cache=True, parallel=True)
-def search_batch(q_indptr, q_terms, q_weights, skips, docs, codes, weights, codebook, vocab, n_docs, block_docs, k,
-                 grouped, n_chunks, tile, floors):
-    """Top-k of every query: ``(docs, scores, counts)`` with ``docs``/``scores`` of shape
-    ``(n_queries, n_chunks, k)`` (each chunk of blocks separately, best first) and ``counts``
-    ``(n_queries, n_chunks)``; :func:`merge_sorted` combines the chunks.
-
-    ``grouped``: score sixteen queries at a time (else one). The work items, (group, chunk of
-    blocks) pairs, run in parallel: with few queries, chunks split one query's blocks over threads."""
-    n_queries = q_indptr.shape[0] - 1
-    n_blocks = (n_docs + block_docs - 1) // block_docs
-    group = LANES if grouped else 1
-    n_groups = (n_queries + group - 1) // group
-    out_d = np.full((n_queries, n_chunks, k), -1, dtype=np.int64)
-    out_s = np.zeros((n_queries, n_chunks, k), dtype=np.float32)
-    out_n = np.zeros((n_queries, n_chunks), dtype=np.int64)
-    per_chunk = (n_blocks + n_chunks - 1) // n_chunks
-    for item in numba.prange(n_groups * n_chunks):
-        g = item // n_chunks
-        c = item % n_chunks
-        first_block = min(n_blocks, c * per_chunk)
-        last_block = min(n_blocks, first_block + per_chunk)
-        first, last = g * group, min(n_queries, (g + 1) * group)
-        if grouped:
-            union, lane_weights = _lane_group(q_indptr, q_terms, q_weights, first, last, vocab)
-            lane_d = np.empty((LANES, k), dtype=np.int64)
-            lane_s = np.empty((LANES, k), dtype=np.float32)
-            lane_n = np.zeros(LANES, dtype=np.int64)
-            lane_floors = np.zeros(LANES, dtype=np.float32)
-            lane_floors[: last - first] = floors[first:last]
-            _scan_lanes(union, lane_weights, last - first, skips, docs, codes, weights, codebook, n_docs, block_docs,
-                        first_block, last_block, tile, k, lane_floors, lane_d, lane_s, lane_n)
-            for j in range(last - first):
-                n = lane_n[j]
-                out_d[first + j, c, :n] = lane_d[j, :n]
-                out_s[first + j, c, :n] = lane_s[j, :n]
-                out_n[first + j, c] = n
-        else:
-            a, b = q_indptr[first], q_indptr[first + 1]
-            out_n[first, c] = _scan_one(q_terms[a:b], q_weights[a:b], skips, docs, codes, weights, codebook, n_docs,
-                                        block_docs, first_block, last_block, tile, k, floors[first], out_d[first, c],
-                                        out_s[first, c])
-    return out_d, out_s, out_n
+@numba.njit(cache=True, nogil=True)
+def search_item(q_indptr, q_terms, q_weights, first, last, grouped, skips, docs, codes, weights, codebook, vocab,
+                n_docs, block_docs, first_block, last_block, chunk, tile, k, floors, out_d, out_s, out_n):
+    """One work item: queries first..last (a lane group, or one query) over blocks
+    [first_block, last_block); their top k into ``out_*[query, chunk]`` (best first, with counts).
+    Work items write disjoint parts of the outputs and release the GIL: the caller runs them on
+    threads. ``floors[q]``: only scores above it are kept (0; a sharded search passes the k-th
+    score of the shards before)."""
+    if grouped:
+        union, lane_weights = _lane_group(q_indptr, q_terms, q_weights, first, last, vocab)
+        lane_d = np.empty((LANES, k), dtype=np.int64)
+        lane_s = np.empty((LANES, k), dtype=np.float32)
+        lane_n = np.zeros(LANES, dtype=np.int64)
+        lane_floors = np.zeros(LANES, dtype=np.float32)
+        lane_floors[: last - first] = floors[first:last]
+        _scan_lanes(union, lane_weights, last - first, skips, docs, codes, weights, codebook, n_docs, block_docs,
+                    first_block, last_block, tile, k, lane_floors, lane_d, lane_s, lane_n)
+        for j in range(last - first):
+            n = lane_n[j]
+            out_d[first + j, chunk, :n] = lane_d[j, :n]
+            out_s[first + j, chunk, :n] = lane_s[j, :n]
+            out_n[first + j, chunk] = n
+    else:
+        a, b = q_indptr[first], q_indptr[first + 1]
+        out_n[first, chunk] = _scan_one(q_terms[a:b], q_weights[a:b], skips, docs, codes, weights, codebook, n_docs,
+                                        block_docs, first_block, last_block, tile, k, floors[first],
+                                        out_d[first, chunk], out_s[first, chunk])
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def merge_sorted(cand_d, cand_s, cand_n, k):
     """Per query, merge ``n_lists`` lists sorted by (score desc, doc asc) into the top k.
 
@@ -284,7 +264,7 @@ def merge_sorted(cand_d, cand_s, cand_n, k):
     n_queries, n_lists = cand_n.shape
     out_d = np.full((n_queries, k), -1, dtype=np.int64)
     out_s = np.zeros((n_queries, k), dtype=np.float32)
-    for q in numba.prange(n_queries):
+    for q in range(n_queries):  # cheap next to the search: not worth a parallel region's compile time
         heads = np.zeros(n_lists, dtype=np.int64)
         for r in range(k):
             best = -1

@@ -48,7 +48,7 @@ class DaskShardSearcher:
         if not workers:
             raise RuntimeError("the Dask cluster has no workers")
         self.assignment = _split(self.index, sorted(workers))
-        # numba threads per worker: its Dask threads, unless told (never more than its cores)
+        # search threads per worker: its Dask threads, unless told
         self.threads = {w: threads or workers[w].get("nthreads") or None for w in self.assignment}
         loads = [client.submit(load_shards, folders, workers=[w], allow_other_workers=False, pure=False)
                  for w, (folders, _) in self.assignment.items()]

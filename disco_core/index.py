@@ -1,15 +1,16 @@
 """The exact inverted index over SPLADE document vectors, and batched top-k retrieval.
 
-Postings are stored block by block (see :mod:`disco_core._index_kernels` for the layout and the
-kernels) as ``.npy`` arrays, memory-mapped on load. Retrieval is term-at-a-time inside blocks of
-documents, sixteen queries at a time (numba, parallel over query groups and, for few queries, over
-blocks): exact scores, no pruning. Only documents sharing at least one term with the query
+Postings are term-major with skips at every block of documents, documents stored as ``uint16``
+offsets in their block and weights as ``uint16`` codes when that is exact (see
+:mod:`disco_core.index_build`), as ``.npy`` arrays memory-mapped on load. Retrieval is
+term-at-a-time over cache-sized tiles of documents, sixteen queries at a time (see
+:mod:`disco_core._index_kernels`), on threads over query groups and, for few queries, over ranges
+of blocks: exact scores, no pruning. Only documents sharing at least one term with the query
 (score > 0) are returned; ties are broken by document position, so results are deterministic and
 a document's score does not depend on the batch, the threads or the sharding.
 
 An index is built in memory from a matrix (``build``) or written to disk from vectors streamed in
-document order (``write``, ``from_vector_files``), holding one block at a time (see
-:mod:`disco_core.index_build`).
+document order (``write``, ``from_vector_files``), one chunk of vectors in memory at a time.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +27,8 @@ import scipy.sparse as sp
 from .errors import DataError
 from .index_build import ARRAYS, BLOCK_DOCS, IdsWriter, build_arrays, write_arrays
 
-# numba compiles the kernels once (~30 s) and caches them here for later processes.
+# numba compiles the kernels once (~15 s) and caches them here for later processes.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "numba"))
-import numba  # noqa: E402
-
 from . import _index_kernels as kernels  # noqa: E402
 
 FORMAT_VERSION = 2
@@ -167,12 +167,11 @@ class InvertedIndex:
         k = max(0, int(min(k, self.n_docs)))
         if k == 0 or queries.shape[0] == 0:  # the kernels' heaps need k >= 1
             return np.full((queries.shape[0], k), -1, dtype=np.int64), np.zeros((queries.shape[0], k), np.float32)
-        if threads:
-            numba.set_num_threads(threads)
+        threads = max(1, int(threads or default_threads()))
         floors = np.zeros(queries.shape[0], np.float32) if floors is None else np.asarray(floors, np.float32)
         docs_out, scores_out = [], []
         for start in range(0, queries.shape[0], batch_size):
-            docs, scores = self._search_batch(queries[start : start + batch_size], k, numba.get_num_threads(),
+            docs, scores = self._search_batch(queries[start : start + batch_size], k, threads,
                                               floors[start : start + batch_size])
             docs_out.append(docs)
             scores_out.append(scores)
@@ -186,21 +185,39 @@ class InvertedIndex:
         return queries
 
     def _search_batch(self, batch: sp.csr_matrix, k: int, threads: int, floors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        grouped = batch.shape[0] >= GROUP_MIN
-        n_groups = -(-batch.shape[0] // kernels.LANES) if grouped else batch.shape[0]
+        n_queries = batch.shape[0]
+        grouped = n_queries >= GROUP_MIN
+        group = kernels.LANES if grouped else 1
+        n_groups = -(-n_queries // group)
         # few groups: split the blocks too, two chunks per thread, so that every thread has work
-        n_chunks = max(1, min(self.n_blocks, -(-2 * threads // n_groups)))
+        n_chunks = max(1, min(self.n_blocks, -(-2 * threads // n_groups))) if threads > 1 else 1
+        per_chunk = -(-self.n_blocks // n_chunks)
         tile = max(1, TILE_DOCS[grouped] // self.block_docs)
-        # work items handed out one at a time: a thread slowed by a neighbour on a shared core
-        # takes fewer (numba's default splits them evenly up front)
-        with kernels.vectorizing_compiler(), numba.parallel_chunksize(1):
-            docs, scores, counts = kernels.search_batch(
-                batch.indptr.astype(np.int64), batch.indices.astype(np.int32), batch.data, self.skips, self.docs,
-                *self._kernel_weights(), self.vocab_size, self.n_docs, self.block_docs, k, grouped, n_chunks, tile,
-                np.ascontiguousarray(floors))
-            if n_chunks == 1:
-                return docs[:, 0], scores[:, 0]
-            return kernels.merge_sorted(docs, scores, counts, k)
+        out_d = np.full((n_queries, n_chunks, k), -1, dtype=np.int64)
+        out_s = np.zeros((n_queries, n_chunks, k), dtype=np.float32)
+        out_n = np.zeros((n_queries, n_chunks), dtype=np.int64)
+        q_indptr, q_terms = batch.indptr.astype(np.int64), batch.indices.astype(np.int32)
+        codes, weights, codebook = self._kernel_weights()
+        floors = np.ascontiguousarray(floors, dtype=np.float32)
+
+        def run(item: tuple[int, int]) -> None:
+            g, c = item
+            first_block = min(self.n_blocks, c * per_chunk)
+            kernels.search_item(q_indptr, q_terms, batch.data, g * group, min(n_queries, (g + 1) * group), grouped,
+                                self.skips, self.docs, codes, weights, codebook, self.vocab_size, self.n_docs,
+                                self.block_docs, first_block, min(self.n_blocks, first_block + per_chunk), c, tile, k,
+                                floors, out_d, out_s, out_n)
+
+        items = [(g, c) for g in range(n_groups) for c in range(n_chunks)]
+        if threads == 1 or len(items) == 1:
+            for item in items:
+                run(item)
+        else:  # the kernels release the GIL; the pool hands items out as threads free up
+            with ThreadPoolExecutor(min(threads, len(items))) as pool:
+                list(pool.map(run, items))
+        if n_chunks == 1:
+            return out_d[:, 0], out_s[:, 0]
+        return kernels.merge_sorted(out_d, out_s, out_n, k)
 
     def _kernel_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(codes, float weights, codebook) as the kernels take them: one of the first two is empty."""
@@ -221,6 +238,14 @@ def _seal(folder: Path, layout: dict, meta: dict | None) -> None:
     from .io import write_json_atomic
 
     write_json_atomic(folder / "meta.json", {**(meta or {}), **layout, "format_version": FORMAT_VERSION})
+
+
+def default_threads() -> int:
+    """The cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def ranked_ids(query_ids: list[str], docs: np.ndarray, scores: np.ndarray, doc_ids) -> dict[str, list[tuple[str, float]]]:

@@ -152,8 +152,7 @@ def merge_top_k(lists: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.
     position asc), into the top k."""
     docs = np.stack([d for d, _ in lists], axis=1)
     scores = np.stack([s for _, s in lists], axis=1)
-    with kernels.vectorizing_compiler():
-        return kernels.merge_sorted(docs, scores, (docs >= 0).sum(axis=2), k)
+    return kernels.merge_sorted(docs, scores, (docs >= 0).sum(axis=2), k)
 
 
 def pad(array: np.ndarray, k: int) -> np.ndarray:
