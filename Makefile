@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.disco-installed
 ARGS   ?=
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench bench-scale clean
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_encoder.py $(ARGS)
 	$(BIN)/python benchmarks/bench_index.py $(ARGS)
 	$(BIN)/python benchmarks/bench_train.py
+
+# Collection scale (issue 10): 1M synthetic passages, every engine (~25 min on 2 cores, <4 GiB).
+bench-scale: $(STAMP)
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/bench_scale.py $(ARGS)
 
 clean:
 	rm -rf work .cache .prefect

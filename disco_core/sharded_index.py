@@ -15,6 +15,7 @@ scores and tie order as the single index.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import scipy.sparse as sp
 
 from . import _index_kernels as kernels
 from .errors import DataError
-from .index import InvertedIndex, ranked_ids
+from .index import InvertedIndex, default_threads, ranked_ids
 from .io import write_json_atomic
 
 MANIFEST = "shards.json"
@@ -130,14 +131,29 @@ class _IdLookup:
 
 def search_shards(shards: list[InvertedIndex], offsets, queries: sp.spmatrix, k: int, threads: int | None = None,
                   batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Search shards one after the other and merge as we go (memory: two ``n x k`` lists).
-    Rows are ``k`` wide whatever the shards' sizes (the caller bounds k by the collection)."""
+    """Top-k over shards, global positions. Rows are ``k`` wide whatever the shards' sizes (the
+    caller bounds k by the collection).
+
+    Many queries: shard after shard, each on all threads, merging as we go (memory: two
+    ``n x k`` lists) and passing on the k-th score so far, which a later shard's documents must
+    beat. Few queries (fewer lane groups than threads): the shards run side by side, one thread
+    each, and their lists are merged at the end."""
     queries = sp.csr_matrix(queries, dtype=np.float32)
     k = max(0, int(k))
+    threads = max(1, int(threads or default_threads()))
     best_d = np.full((queries.shape[0], k), -1, dtype=np.int64)
     best_s = np.zeros((queries.shape[0], k), dtype=np.float32)
-    if k == 0:
+    if k == 0 or not shards:
         return best_d, best_s
+    if len(shards) > 1 and threads > 1 and queries.shape[0] <= kernels.LANES * (threads - 1):
+        def one(item):
+            shard, offset = item
+            docs, scores = shard.search_positions(queries, k, batch_size, threads=1)
+            return np.where(docs >= 0, docs + int(offset), -1), scores
+
+        with ThreadPoolExecutor(min(threads, len(shards))) as pool:
+            lists = list(pool.map(one, zip(shards, offsets)))
+        return merge_top_k([(pad(d, k), pad(s, k)) for d, s in lists], k)
     for shard, offset in zip(shards, offsets):
         # a later shard's document must beat the k-th best so far (on a tie, the earlier wins)
         floors = np.where(best_d[:, -1] >= 0, best_s[:, -1], 0).astype(np.float32)
