@@ -162,6 +162,59 @@ def _add_lanes(typingctx, acc, offset, w, lane_weights, row):
     return signature, codegen
 
 
+def _lane_pointer(context, builder, array_type, array_value, offset_value):
+    vector = ir.VectorType(ir.FloatType(), LANES)
+    array = context.make_array(array_type)(context, builder, array_value)
+    return builder.bitcast(builder.gep(array.data, [offset_value]), vector.as_pointer()), vector
+
+
+@intrinsic
+def _any_lane_above(typingctx, acc, offset, thresholds):
+    """Whether any of ``acc[offset : offset + 16]`` is above its lane's threshold (one vector
+    compare: most documents are not, and are then skipped without looking at each lane)."""
+    signature = types.boolean(acc, offset, thresholds)
+
+    def codegen(context, builder, sig, args):
+        acc_pointer, vector = _lane_pointer(context, builder, sig.args[0], args[0], args[1])
+        limit_pointer, _ = _lane_pointer(context, builder, sig.args[2], args[2], ir.Constant(ir.IntType(64), 0))
+        above = builder.fcmp_ordered(">", builder.load(acc_pointer, align=4), builder.load(limit_pointer, align=4))
+        bits = builder.bitcast(above, ir.IntType(LANES))
+        return builder.icmp_unsigned("!=", bits, ir.Constant(ir.IntType(LANES), 0))
+
+    return signature, codegen
+
+
+@intrinsic
+def _zero_lanes(typingctx, acc, offset):
+    """``acc[offset : offset + 16] = 0`` as one vector store."""
+    signature = types.void(acc, offset)
+
+    def codegen(context, builder, sig, args):
+        acc_pointer, vector = _lane_pointer(context, builder, sig.args[0], args[0], args[1])
+        builder.store(ir.Constant(vector, None), acc_pointer, align=4)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@numba.njit(cache=True, nogil=True)
+def _select_lanes(acc, n, base, n_lanes, heap_s, heap_d, sizes, k, floors, limits):
+    """Offer documents base..base+n of a sixteen-lane tile to the lanes' heaps, and zero the tile.
+    ``limits[j]``: the score lane j's next document must exceed (its floor, or its weakest kept
+    score once it holds k; +inf for unused lanes). Per lane, documents arrive in position order
+    and enter on a strictly higher score, exactly as in ``_select``."""
+    for d in range(n):
+        o = np.uint64(d) * np.uint64(LANES)
+        if _any_lane_above(acc, o, limits):
+            for j in range(n_lanes):
+                s = acc[o + np.uint64(j)]
+                if s > limits[j]:
+                    sizes[j] = _push(heap_s[j], heap_d[j], sizes[j], k, s, base + d)
+                    if sizes[j] == k:
+                        limits[j] = max(heap_s[j, 0], floors[j])
+        _zero_lanes(acc, o)
+
+
 @numba.njit(cache=True, nogil=True)
 def _score_lanes(acc, starts, first, last, lane_weights, docs, codes, weights, codebook, block_docs):
     """Add a tile's postings (block rows first..last of ``starts``) to the sixteen-lane accumulator."""
@@ -196,14 +249,15 @@ def _scan_lanes(union, lane_weights, n_lanes, skips, docs, codes, weights, codeb
     heap_s = np.empty((LANES, k), dtype=np.float32)
     heap_d = np.empty((LANES, k), dtype=np.int64)
     sizes = np.zeros(LANES, dtype=np.int64)
+    limits = _aligned_zeros(LANES)
+    limits[:] = np.inf  # unused lanes never select
+    limits[:n_lanes] = floors[:n_lanes]
     for first in range(first_block, last_block, tile):
         last = min(last_block, first + tile)
         _score_lanes(acc, starts, first - first_block, last - first_block, lane_weights, docs, codes, weights, codebook,
                      block_docs)
         n = min(last * block_docs, n_docs) - first * block_docs
-        for j in range(n_lanes):
-            sizes[j] = _select(acc, LANES, j, n, first * block_docs, heap_s[j], heap_d[j], sizes[j], k, floors[j])
-        acc[: n * LANES] = 0.0
+        _select_lanes(acc, n, first * block_docs, n_lanes, heap_s, heap_d, sizes, k, floors, limits)
     for j in range(n_lanes):
         _heap_sort(heap_s[j], heap_d[j], sizes[j], out_d[j], out_s[j])
         out_n[j] = sizes[j]
