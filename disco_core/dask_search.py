@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .index import InvertedIndex, ranked_ids
-from .sharded_index import ShardedIndex, _IdLookup, merge_top_k, search_shards
+from .sharded_index import ShardedIndex, merge_top_k, search_shards
 
 _LOADED: dict[str, InvertedIndex] = {}  # on each worker: its shards, memory-mapped once
 
@@ -65,7 +65,7 @@ class DaskShardSearcher:
 
     def search_ids(self, queries: sp.spmatrix, query_ids: list[str], k: int = 1000) -> dict[str, list[tuple[str, float]]]:
         docs, scores = self.search_positions(queries, k)
-        return ranked_ids(query_ids, docs, scores, _IdLookup(self.index))
+        return ranked_ids(query_ids, docs, scores, self.index.doc_ids)
 
 
 def _split(index: ShardedIndex, workers: list[str]) -> dict[str, tuple[list[str], list[int]]]:

@@ -93,6 +93,15 @@ class ShardedIndex:
     def n_shards(self) -> int:
         return len(self.entries)
 
+    @property
+    def nnz(self) -> int:
+        return int(sum(e["nnz"] for e in self.entries))
+
+    @property
+    def doc_ids(self) -> _IdLookup:
+        """``doc_ids[position]`` as for one index (each shard's ids read when first needed)."""
+        return _IdLookup(self)
+
     def shard_folders(self) -> list[Path]:
         return [self.folder / e["folder"] for e in self.entries]
 
@@ -112,7 +121,7 @@ class ShardedIndex:
 
     def search_ids(self, queries: sp.spmatrix, query_ids: list[str], k: int = 1000, **kwargs) -> dict[str, list[tuple[str, float]]]:
         docs, scores = self.search_positions(queries, k, **kwargs)
-        return ranked_ids(query_ids, docs, scores, _IdLookup(self))
+        return ranked_ids(query_ids, docs, scores, self.doc_ids)
 
     def doc_id(self, position: int) -> str:
         shard = int(np.searchsorted(self.offsets, position, side="right")) - 1
@@ -122,11 +131,16 @@ class ShardedIndex:
 
 
 class _IdLookup:
+    """Global positions to document ids, shard by shard, loaded lazily."""
+
     def __init__(self, index: ShardedIndex):
         self.index = index
 
+    def __len__(self) -> int:
+        return self.index.n_docs
+
     def __getitem__(self, position: int) -> str:
-        return self.index.doc_id(position)
+        return self.index.doc_id(int(position))
 
 
 def search_shards(shards: list[InvertedIndex], offsets, queries: sp.spmatrix, k: int, threads: int | None = None,
