@@ -16,6 +16,9 @@ document's score is bit-identical between the one-lane and the sixteen-lane kern
 index and its shards, and between batch sizes. Selection keeps a size-k min-heap on
 (score, -document); documents arrive in position order and enter only on a strictly higher score,
 so ties resolve by position.
+
+All the kernels stay in this one file: numba's on-disk cache notices a change to a function's own
+file only, so a kernel calling helpers from another module could run stale compiled helpers.
 """
 
 from __future__ import annotations
