@@ -13,9 +13,8 @@ share is read once for all of them. A single query uses a one-lane accumulator.
 
 Every query's contributions are added in ascending term order, whatever the kernel, so a
 document's score is bit-identical between the one-lane and the sixteen-lane kernels, between one
-index and its shards, and between batch sizes. Selection keeps a size-k min-heap on
-(score, -document); documents arrive in position order and enter only on a strictly higher score,
-so ties resolve by position.
+index and its shards, and between batch sizes. Selection keeps the k best by (score desc, position
+asc) (a buffer and partitions, see ``_compact``); ties resolve by position.
 
 All the kernels stay in this one file: numba's on-disk cache notices a change to a function's own
 file only, so a kernel calling helpers from another module could run stale compiled helpers.
@@ -32,57 +31,50 @@ from numba.extending import intrinsic
 LANES = 16  # queries scored together (16 float32 = one AVX-512 register, two AVX2 registers)
 
 
+# Selection. A candidate is a 64-bit key: its score's bits (float32 > 0, so the bits order like the
+# values) above the complement of its position, so that a larger key is a better result: higher
+# score, then earlier document. Candidates above the threshold are appended to a buffer of 2k;
+# when it fills, a partition keeps the k largest and the threshold rises to the k-th score (a later
+# document with that score ranks below all k: it may not enter). Amortised O(1) a candidate.
+
 @numba.njit(cache=True, nogil=True)
-def _push(heap_s, heap_d, n, k, s, d):
-    """Add (s, d) to a min-heap on (score, -doc) of n <= k entries; when full, (s, d) replaces the
-    root (the caller checked that it beats it). Returns the new size."""
-    if n < k:
-        heap_s[n] = s
-        heap_d[n] = d
-        i = n
-        n += 1
-        while i > 0:  # sift up
-            parent = (i - 1) // 2
-            if heap_s[i] < heap_s[parent] or (heap_s[i] == heap_s[parent] and heap_d[i] > heap_d[parent]):
-                heap_s[i], heap_s[parent] = heap_s[parent], heap_s[i]
-                heap_d[i], heap_d[parent] = heap_d[parent], heap_d[i]
-                i = parent
-            else:
-                break
-        return n
-    heap_s[0] = s
-    heap_d[0] = d
-    _sift_down(heap_s, heap_d, 0, n)
-    return n
+def _key(bits, doc):
+    return (np.uint64(bits) << np.uint64(32)) | np.uint64(0xFFFFFFFF - doc)
 
 
 @numba.njit(cache=True, nogil=True)
-def _sift_down(heap_s, heap_d, i, n):
-    while True:
-        left = 2 * i + 1
-        if left >= n:
-            return
-        child = left
-        right = left + 1
-        if right < n and (heap_s[right] < heap_s[left] or (heap_s[right] == heap_s[left] and heap_d[right] > heap_d[left])):
-            child = right
-        if heap_s[child] < heap_s[i] or (heap_s[child] == heap_s[i] and heap_d[child] > heap_d[i]):
-            heap_s[i], heap_s[child] = heap_s[child], heap_s[i]
-            heap_d[i], heap_d[child] = heap_d[child], heap_d[i]
-            i = child
-        else:
-            return
+def _score_of(key, scratch):
+    """The float32 score in a key (``scratch``: a float32[1] and its uint32 view)."""
+    scratch[1][0] = np.uint32(key >> np.uint64(32))
+    return scratch[0][0]
 
 
 @numba.njit(cache=True, nogil=True)
-def _heap_sort(heap_s, heap_d, n, out_d, out_s):
-    """Empty the heap into ``out`` best first: (score desc, doc asc)."""
-    for end in range(n - 1, -1, -1):
-        out_d[end] = heap_d[0]
-        out_s[end] = heap_s[0]
-        heap_s[0] = heap_s[end]
-        heap_d[0] = heap_d[end]
-        _sift_down(heap_s, heap_d, 0, end)
+def _compact(buffer, size, k, scratch):
+    """Keep the k largest keys at the front; returns the k-th score (the new threshold)."""
+    kept = np.partition(buffer[:size], size - k)[size - k :]
+    buffer[:k] = kept
+    return _score_of(kept.min(), scratch)
+
+
+@numba.njit(cache=True, nogil=True)
+def _finish(buffer, size, k, scratch, out_d, out_s):
+    """The kept candidates best first into out (returns their number, at most k)."""
+    if size > k:
+        _compact(buffer, size, k, scratch)
+        size = k
+    ordered = np.sort(buffer[:size])
+    for i in range(size):
+        key = ordered[size - 1 - i]
+        out_s[i] = _score_of(key, scratch)
+        out_d[i] = np.int64(0xFFFFFFFF - (key & np.uint64(0xFFFFFFFF)))
+    return size
+
+
+@numba.njit(cache=True, nogil=True)
+def _scratch():
+    value = np.zeros(1, dtype=np.float32)
+    return value, value.view(np.uint32)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -94,17 +86,17 @@ def _aligned_zeros(n):
 
 
 @numba.njit(cache=True, nogil=True)
-def _select(acc, stride, lane, n, base, heap_s, heap_d, size, k, floor):
-    """Offer documents base..base+n (scores ``acc[d * stride + lane]``) to the heap; only scores
-    above ``floor`` (0, or a score that k earlier documents already reach) can enter."""
-    threshold = max(heap_s[0], floor) if size == k else floor
+def _select(acc, n, base, buffer, size, k, threshold, floor, scratch):
+    """Offer documents base..base+n (scores ``acc[d]``) to the buffer. Returns (size, threshold)."""
+    bits = acc.view(np.uint32)
     for d in range(n):
-        s = acc[d * stride + lane]
-        if s > threshold:
-            size = _push(heap_s, heap_d, size, k, s, base + d)
-            if size == k:
-                threshold = heap_s[0]
-    return size
+        if acc[d] > threshold:
+            buffer[size] = _key(bits[d], base + d)
+            size += 1
+            if size == buffer.shape[0]:
+                threshold = max(_compact(buffer, size, k, scratch), floor)
+                size = k
+    return size, threshold
 
 
 @numba.njit(cache=True, nogil=True)
@@ -115,9 +107,9 @@ def _scan_one(terms, qweights, skips, docs, codes, weights, codebook, n_docs, bl
     stride = (n_docs + block_docs - 1) // block_docs + 1
     coded = codes.shape[0] > 0
     acc = _aligned_zeros(block_docs * tile)
-    heap_s = np.empty(k, dtype=np.float32)
-    heap_d = np.empty(k, dtype=np.int64)
-    size = 0
+    buffer = np.empty(2 * k, dtype=np.uint64)
+    scratch = _scratch()
+    size, threshold = 0, floor
     for first in range(first_block, last_block, tile):
         last = min(last_block, first + tile)
         for j in range(terms.shape[0]):
@@ -132,10 +124,9 @@ def _scan_one(terms, qweights, skips, docs, codes, weights, codebook, n_docs, bl
                     for p in range(skips[row + b], skips[row + b + 1]):
                         acc[base + np.int64(docs[p])] += w * weights[p]
         n = min(last * block_docs, n_docs) - first * block_docs
-        size = _select(acc, 1, 0, n, first * block_docs, heap_s, heap_d, size, k, floor)
+        size, threshold = _select(acc, n, first * block_docs, buffer, size, k, threshold, floor, scratch)
         acc[:n] = 0.0
-    _heap_sort(heap_s, heap_d, size, out_d, out_s)
-    return size
+    return _finish(buffer, size, k, scratch, out_d, out_s)
 
 
 @intrinsic
@@ -201,20 +192,21 @@ def _zero_lanes(typingctx, acc, offset):
 
 
 @numba.njit(cache=True, nogil=True)
-def _select_lanes(acc, n, base, n_lanes, heap_s, heap_d, sizes, k, floors, limits):
-    """Offer documents base..base+n of a sixteen-lane tile to the lanes' heaps, and zero the tile.
-    ``limits[j]``: the score lane j's next document must exceed (its floor, or its weakest kept
-    score once it holds k; +inf for unused lanes). Per lane, documents arrive in position order
-    and enter on a strictly higher score, exactly as in ``_select``."""
+def _select_lanes(acc, n, base, n_lanes, buffers, sizes, k, floors, limits, scratch):
+    """Offer documents base..base+n of a sixteen-lane tile to the lanes' buffers, and zero the
+    tile. ``limits[j]``: the score lane j's next document must exceed (+inf for unused lanes).
+    Per lane, documents arrive in position order, as in ``_select``."""
+    bits = acc.view(np.uint32)
     for d in range(n):
         o = np.uint64(d) * np.uint64(LANES)
         if _any_lane_above(acc, o, limits):
             for j in range(n_lanes):
-                s = acc[o + np.uint64(j)]
-                if s > limits[j]:
-                    sizes[j] = _push(heap_s[j], heap_d[j], sizes[j], k, s, base + d)
-                    if sizes[j] == k:
-                        limits[j] = max(heap_s[j, 0], floors[j])
+                if acc[o + np.uint64(j)] > limits[j]:
+                    buffers[j, sizes[j]] = _key(bits[o + np.uint64(j)], base + d)
+                    sizes[j] += 1
+                    if sizes[j] == buffers.shape[1]:
+                        limits[j] = max(_compact(buffers[j], sizes[j], k, scratch), floors[j])
+                        sizes[j] = k
         _zero_lanes(acc, o)
 
 
@@ -249,9 +241,9 @@ def _scan_lanes(union, lane_weights, n_lanes, skips, docs, codes, weights, codeb
         for i in range(last_block - first_block + 1):
             starts[i, u] = skips[row + i]
     acc = _aligned_zeros(block_docs * tile * LANES)
-    heap_s = np.empty((LANES, k), dtype=np.float32)
-    heap_d = np.empty((LANES, k), dtype=np.int64)
+    buffers = np.empty((LANES, 2 * k), dtype=np.uint64)
     sizes = np.zeros(LANES, dtype=np.int64)
+    scratch = _scratch()
     limits = _aligned_zeros(LANES)
     limits[:] = np.inf  # unused lanes never select
     limits[:n_lanes] = floors[:n_lanes]
@@ -260,10 +252,9 @@ def _scan_lanes(union, lane_weights, n_lanes, skips, docs, codes, weights, codeb
         _score_lanes(acc, starts, first - first_block, last - first_block, lane_weights, docs, codes, weights, codebook,
                      block_docs)
         n = min(last * block_docs, n_docs) - first * block_docs
-        _select_lanes(acc, n, first * block_docs, n_lanes, heap_s, heap_d, sizes, k, floors, limits)
+        _select_lanes(acc, n, first * block_docs, n_lanes, buffers, sizes, k, floors, limits, scratch)
     for j in range(n_lanes):
-        _heap_sort(heap_s[j], heap_d[j], sizes[j], out_d[j], out_s[j])
-        out_n[j] = sizes[j]
+        out_n[j] = _finish(buffers[j], sizes[j], k, scratch, out_d[j], out_s[j])
 
 
 @numba.njit(cache=True, nogil=True)
