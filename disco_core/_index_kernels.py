@@ -277,8 +277,9 @@ def _lane_group(q_indptr, q_terms, q_weights, first, last, vocab):
 @numba.njit(cache=True, nogil=True)
 def search_item(q_indptr, q_terms, q_weights, first, last, grouped, skips, docs, codes, weights, codebook, vocab,
                 n_docs, block_docs, first_block, last_block, chunk, tile, k, floors, out_d, out_s, out_n):
-    """One work item: queries first..last (a lane group, or one query) over blocks
-    [first_block, last_block); their top k into ``out_*[query, chunk]`` (best first, with counts).
+    """One work item: queries first..last (up to sixteen: one lane group, or one query after the
+    other when ``grouped`` is False) over blocks [first_block, last_block); their top k into
+    ``out_*[query, chunk]`` (best first, with counts).
     Work items write disjoint parts of the outputs and release the GIL: the caller runs them on
     threads. ``floors[q]``: only scores above it are kept (0; a sharded search passes the k-th
     score of the shards before)."""
@@ -297,10 +298,11 @@ def search_item(q_indptr, q_terms, q_weights, first, last, grouped, skips, docs,
             out_s[first + j, chunk, :n] = lane_s[j, :n]
             out_n[first + j, chunk] = n
     else:
-        a, b = q_indptr[first], q_indptr[first + 1]
-        out_n[first, chunk] = _scan_one(q_terms[a:b], q_weights[a:b], skips, docs, codes, weights, codebook, n_docs,
-                                        block_docs, first_block, last_block, tile, k, floors[first],
-                                        out_d[first, chunk], out_s[first, chunk])
+        for q in range(first, last):
+            a, b = q_indptr[q], q_indptr[q + 1]
+            out_n[q, chunk] = _scan_one(q_terms[a:b], q_weights[a:b], skips, docs, codes, weights, codebook, n_docs,
+                                        block_docs, first_block, last_block, tile, k, floors[q], out_d[q, chunk],
+                                        out_s[q, chunk])
 
 
 @numba.njit(cache=True, nogil=True)

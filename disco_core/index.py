@@ -187,7 +187,7 @@ class InvertedIndex:
     def _search_batch(self, batch: sp.csr_matrix, k: int, threads: int, floors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n_queries = batch.shape[0]
         grouped = n_queries >= GROUP_MIN
-        group = kernels.LANES if grouped else 1
+        group = kernels.LANES  # queries a work item takes (scored together when grouped)
         n_groups = -(-n_queries // group)
         # few groups: split the blocks too, two chunks per thread, so that every thread has work
         n_chunks = max(1, min(self.n_blocks, -(-2 * threads // n_groups))) if threads > 1 else 1
