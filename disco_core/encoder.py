@@ -5,7 +5,11 @@
 to one vector per text, not to every token (identical result, far less work). Further savings,
 each exact:
 
-- texts are tokenized once and batched by length (longest first), so padding is small;
+- texts are tokenized once and batched by length (longest first) within windows of
+  ``sort_window`` consecutive texts, so padding is small. A batch never straddles a window, so a
+  text's vector depends only on its window: encoding a corpus in shards whose boundaries are
+  multiples of ``sort_window`` gives bit-identical vectors to encoding it in one call (a batch's
+  floating-point results depend on its padded shape, hence on its neighbours);
 - for heads we know (BERT's ``cls``, RoBERTa-style ``lm_head``) the vocabulary projection runs on
   the non-padding tokens only; other architectures fall back to the full logits, masked;
 - a batch is capped by ``token_budget`` non-padding tokens, which bounds the ``tokens x vocab``
@@ -52,6 +56,7 @@ class SpladeEncoder:
         threads: int | None = None,
         model_obj: torch.nn.Module | None = None,
         tokenizer=None,
+        sort_window: int = 1000,
     ):
         if threads:
             torch.set_num_threads(threads)
@@ -68,6 +73,7 @@ class SpladeEncoder:
         self.max_length = max_length
         self.batch_size = batch_size
         self.token_budget = max(token_budget, max_length)
+        self.sort_window = max(1, int(sort_window))
         self._split = _split_masked_lm(self.model)
 
     @property
@@ -78,15 +84,18 @@ class SpladeEncoder:
         return self.tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))
 
     def batches(self, lengths: Sequence[int]) -> list[np.ndarray]:
-        """Indices of texts per forward pass: longest first, at most batch_size texts and
-        token_budget padded tokens each."""
-        order = np.argsort(-np.asarray(lengths), kind="stable")
-        out, start = [], 0
-        while start < len(order):
-            longest = lengths[order[start]]
-            size = max(1, min(self.batch_size, self.token_budget // max(longest, 1)))
-            out.append(order[start : start + size])
-            start += size
+        """Indices of texts per forward pass: window by window (``sort_window`` texts), longest
+        first, at most batch_size texts and token_budget padded tokens each."""
+        lengths = np.asarray(lengths)
+        out = []
+        for lo in range(0, len(lengths), self.sort_window):
+            order = lo + np.argsort(-lengths[lo : lo + self.sort_window], kind="stable")
+            start = 0
+            while start < len(order):
+                longest = int(lengths[order[start]])
+                size = max(1, min(self.batch_size, self.token_budget // max(longest, 1)))
+                out.append(order[start : start + size])
+                start += size
         return out
 
     def encode(

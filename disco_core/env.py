@@ -7,6 +7,7 @@ before torch, numba, ir_datasets or Prefect are imported. A value the user alrea
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 # The source checkout (``disco_core``'s parent): data/, .cache/ and .prefect/ live beside the code.
@@ -34,6 +35,12 @@ DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "PREFECT_LOGGING_LOG_PRINTS": "true",
 }
+
+
+# One numba parallel region at a time per process: two launched at once from two threads (stages
+# run in threads: ranx's metrics in ``evaluate`` beside another stage's ranx or parallel kernel)
+# abort the whole process under numba's OpenMP layer. Measured here, on a clean clone.
+NUMBA_PARALLEL = threading.Lock()
 
 
 def apply_defaults() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from .env import NUMBA_PARALLEL
 from .runs import Run
 
 METRIC_LABELS = {"mrr": "MRR", "ndcg": "nDCG", "recall": "R", "precision": "P", "map": "MAP", "hits": "Hits"}
@@ -122,10 +123,15 @@ def evaluate(
     stat_test: str = "student",
     max_p: float = 0.05,
 ) -> Evaluation:
-    import ranx  # deferred: importing ranx compiles numba kernels
-
     if not qrels:
         raise ValueError("no query has a relevant judgment: nothing to evaluate")
+    with NUMBA_PARALLEL:  # ranx's metrics are numba parallel regions
+        return _evaluate(qrels, runs, metrics, stat_test, max_p)
+
+
+def _evaluate(qrels, runs, metrics, stat_test, max_p) -> Evaluation:
+    import ranx  # deferred: importing ranx compiles numba kernels
+
     ranx_qrels = ranx.Qrels(qrels, name="qrels")
     ranx_runs = []
     for name, run in runs.items():

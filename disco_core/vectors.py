@@ -54,5 +54,22 @@ def load_vectors(path: str | Path) -> tuple[sp.csr_matrix, list[str]]:
     return matrix, ids
 
 
+def load_vector_files(paths: list[str | Path]) -> tuple[sp.csr_matrix, list[str]]:
+    """Several vector files (e.g. a corpus's shards, in order) as one matrix and id list."""
+    parts = [load_vectors(p) for p in paths]
+    if not parts:
+        raise ValueError("no vector files given")
+    return sp.vstack([m for m, _ in parts], format="csr"), [i for _, ids in parts for i in ids]
+
+
+def vector_file_dimensions(path: str | Path) -> int:
+    """The number of columns (vocabulary size) of a vector file, without reading the vectors."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "vector file not found")
+    with np.load(path) as npz:
+        return int(npz["shape"][1])
+
+
 def mean_nonzeros(matrix: sp.spmatrix) -> float:
     return float(matrix.getnnz(axis=1).mean()) if matrix.shape[0] else 0.0

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from disco_core import runs as runs_lib
 from disco_core import schemas, vectors
 from disco_core.conversation import ConversationFormatter
+from disco_core.env import NUMBA_PARALLEL
 from disco_core.errors import ConfigError
 from disco_core.index import InvertedIndex
 from disco_core.variants import FUSED_TEACHERS, Variant, query_texts
@@ -151,7 +152,8 @@ def fuse_runs(ctx: Context) -> FusedRuns:
     fusion = ctx.params["fusion"]
     parts = [ranx.Run({q: {d: float(s) for d, s in hits} for q, hits in read_run(r).items() if hits}, name=n)
              for n, r in zip(fusion.variants, ctx.inputs["runs"])]
-    fused = ranx.fuse(parts, norm=fusion.norm, method=fusion.method, params=dict(fusion.params))
+    with NUMBA_PARALLEL:  # ranx's normalisations are numba kernels, like the metrics evaluate runs
+        fused = ranx.fuse(parts, norm=fusion.norm, method=fusion.method, params=dict(fusion.params))
     k = ctx.cfg.retrieval.k
     run = {q: sorted(docs.items(), key=lambda x: (-x[1], x[0]))[:k] for q, docs in fused.to_dict().items()}
     runs_lib.write_parquet(run, ctx.out("run"))

@@ -58,7 +58,7 @@ def test_save_and_load(tmp_path):
     folder = index.save(tmp_path / "idx")
     loaded = InvertedIndex.load(folder)
     assert loaded.meta["model"] == "m" and loaded.n_docs == 500 and loaded.nnz == docs.nnz
-    assert isinstance(loaded.postings, np.memmap)
+    assert isinstance(loaded.docs, np.memmap) and isinstance(loaded.weights, np.memmap)
     for a, b in zip(index.search(queries, k=100), loaded.search(queries, k=100)):
         np.testing.assert_array_equal(a, b)
 
@@ -69,3 +69,21 @@ def test_bad_index_folder_and_dimension(tmp_path):
     index = InvertedIndex.build(random_vectors(10, 30, 0.2, 5), [str(i) for i in range(10)])
     with pytest.raises(ValueError, match="dimensions"):
         index.search(random_vectors(2, 31, 0.2, 6))
+
+
+def test_sixteen_lane_scoring_is_one_vector_operation_and_exact():
+    """``_add_lanes`` writes the vector multiply-add in LLVM IR; it must equal the scalar updates."""
+    from disco_core import _index_kernels as kernels
+
+    rng = np.random.default_rng(0)
+    acc = kernels._aligned_zeros(16 * 64)
+    lane_weights = rng.random((5, 16)).astype(np.float32)
+    docs = rng.integers(0, 64, 500).astype(np.uint16)
+    weights = rng.random(500).astype(np.float32)
+    starts = np.array([[0, 100, 200, 300, 400], [100, 200, 300, 400, 500]], dtype=np.int64)  # term u: 100u..100u+100
+    kernels._score_lanes(acc, starts, 0, 1, lane_weights, docs, np.empty(0, np.uint16), weights, np.empty(0, np.float32), 64)
+    expected = np.zeros((64, 16), np.float32)
+    for u in range(5):
+        for p in range(starts[0, u], starts[1, u]):
+            expected[docs[p]] += weights[p] * lane_weights[u]  # float32, one term at a time, like the kernel
+    np.testing.assert_array_equal(acc.reshape(64, 16), expected)
