@@ -88,6 +88,18 @@ class EncoderConfig(_Section):
     token_budget: int = perf(4096, gt=0, description="non-padding tokens per forward pass: bounds memory")
     device: str = perf("cpu", description="torch device")
     threads: int | None = perf(None, description="torch intra-op threads (default: torch's choice)")
+    # Texts are batched by length within windows of this many consecutive texts (a batch's padded
+    # shape moves the last bits of its vectors): shards cut at window boundaries are bit-identical
+    # to one encode of the whole corpus.
+    sort_window: int = Field(1000, gt=0, description="texts sorted by length together when batching")
+    shard_size: int = perf(100_000, gt=0, description="passages per corpus shard (a multiple of sort_window): "
+                                                      "the unit a killed encode resumes from, and of Dask work")
+
+    @model_validator(mode="after")
+    def _shards_at_window_boundaries(self):
+        if self.shard_size % self.sort_window:
+            raise ValueError(f"shard_size {self.shard_size} is not a multiple of sort_window {self.sort_window}")
+        return self
 
 
 class ConversationConfig(_Section):

@@ -122,8 +122,10 @@ def shard_done(spec: ShardSpec, path: str | Path, settings: dict | None = None) 
 
 
 def encode_shard(spec: ShardSpec, encoder, path: str | Path,
-                 progress: Callable[[int, int], None] | None = None) -> dict:
-    """Encode one shard into ``path`` (vectors and ids, then the seal). Returns what the seal says."""
+                 progress: Callable[[int, int], None] | None = None, settings: dict | None = None) -> dict:
+    """Encode one shard into ``path`` (vectors and ids, then the seal). Returns what the seal says.
+    ``settings``: what the seal records as the encoder (default :func:`encoder_settings`; a caller
+    adds what else the vectors depend on, e.g. the model weights' digest)."""
     from .vectors import mean_nonzeros, save_vectors
 
     if spec.start % encoder.sort_window:
@@ -134,7 +136,7 @@ def encode_shard(spec: ShardSpec, encoder, path: str | Path,
     doc_ids, texts = shard_texts(spec)
     matrix = encoder.encode(texts, progress=progress)
     save_vectors(path, matrix, doc_ids)
-    info = {**spec.to_dict(), "encoder": encoder_settings(encoder), "documents": matrix.shape[0],
+    info = {**spec.to_dict(), "encoder": settings or encoder_settings(encoder), "documents": matrix.shape[0],
             "doc_nonzeros": mean_nonzeros(matrix)}
     write_json_atomic(seal, info)
     return info
@@ -169,10 +171,10 @@ def cached_encoder(model: str = "splade-tiny", max_length: int = 256, batch_size
                          device=device, sort_window=sort_window)
 
 
-def encode_shard_with(spec: ShardSpec, path: str | Path, encoder: dict) -> dict:
+def encode_shard_with(spec: ShardSpec, path: str | Path, encoder: dict, settings: dict | None = None) -> dict:
     """``encode_shard`` with the process's cached encoder for the settings in ``encoder`` (keyword
     arguments of :func:`cached_encoder`): plain arguments, for a task on a remote worker."""
-    return encode_shard(spec, cached_encoder(**encoder), path)
+    return encode_shard(spec, cached_encoder(**encoder), path, settings=settings)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from disco_core import schemas, vectors
 from disco_core.conversation import ConversationFormatter
 from disco_core.env import NUMBA_PARALLEL
 from disco_core.errors import ConfigError
-from disco_core.index import InvertedIndex
+from disco_core.sharded_index import ShardedIndex
 from disco_core.variants import FUSED_TEACHERS, Variant, query_texts
 
 from .spine import document_encoder, splade
@@ -115,7 +115,7 @@ class Retrieved(BaseModel):
 def retrieve(ctx: Context) -> Retrieved:
     """Query vectors x index -> top-k run (Parquet and TREC)."""
     cfg = ctx.cfg
-    index = InvertedIndex.load(ctx.inputs["index"]["index"])
+    index = ShardedIndex.load(ctx.inputs["index"]["index"])
     matrix, qids = vectors.load_vectors(ctx.inputs["queries"]["vectors"])
     run = index.search_ids(matrix, qids, k=cfg.retrieval.k, batch_size=cfg.index.query_batch_size,
                            threads=cfg.index.threads)

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import re
 import sys
+from pathlib import Path
 
 from pydantic import BaseModel
 
 from disco_core import encoder as encoder_lib
 from disco_core import schemas, vectors
 from disco_core.datasets import registry
-from disco_core.index import InvertedIndex
+from disco_core import shards
+from disco_core.fingerprint import model_fingerprint
 from disco_core.io import write_json_atomic
 from disco_core.models import resolve_model
+from disco_core.sharded_index import ShardedIndex
 
+from .codehash import code_digest
 from .execute import Context
 from .stage import measured, stage
 
@@ -24,7 +29,8 @@ def splade(cfg, model: str, max_length: int) -> encoder_lib.SpladeEncoder:
     """A SPLADE encoder with the configuration's performance settings."""
     e = cfg.encoder
     return encoder_lib.SpladeEncoder(model, max_length=max_length, batch_size=e.batch_size,
-                                     token_budget=e.token_budget, device=e.device, threads=e.threads)
+                                     token_budget=e.token_budget, device=e.device, threads=e.threads,
+                                     sort_window=e.sort_window)
 
 
 def document_encoder(cfg) -> list[tuple[str, str | None]]:
@@ -133,23 +139,109 @@ def _loader_code(name: str) -> str:
 class EncodedCorpus(BaseModel):
     documents: int
     doc_nonzeros: float
+    shards: int = 1
     docs_per_second: float | None = measured()
 
 
-@stage("encode_corpus", needs=("ingest",), result=EncodedCorpus, keys=("encoder.model", "encoder.doc_max_length"),
-       outputs={"doc_vectors": "doc_vectors.npz", "doc_ids": "doc_vectors.ids.json"})
+@stage("encode_corpus", needs=("ingest",), result=EncodedCorpus,
+       keys=("encoder.model", "encoder.doc_max_length", "encoder.sort_window"),
+       outputs={"doc_vectors": "doc_vectors"})
 def encode_corpus(ctx: Context) -> EncodedCorpus:
-    """Corpus table -> SPLADE document vectors (CSR ``doc_vectors.npz`` + ids)."""
+    """Corpus table -> SPLADE document vectors, a sealed shard file at a time (``doc_vectors/``):
+    a killed run resumes at the next shard, a changed passage re-encodes its shard alone."""
     import time
 
-    corpus = schemas.read_table("corpus", ctx.inputs["ingest"]["corpus"]).to_pydict()
-    texts = [encoder_lib.document_text(t, x) for t, x in zip(corpus["title"], corpus["text"])]
-    enc = splade(ctx.cfg, ctx.cfg.encoder.model, ctx.cfg.encoder.doc_max_length)
+    cfg = ctx.cfg.encoder
+    folder = ctx.out("doc_vectors")
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = shards.plan_shards(ctx.inputs["ingest"]["corpus"], cfg.shard_size)
+    seal = _shard_seal(ctx)
+    _drop_other_shards(folder, specs)
+    todo = [s for s in specs if not shards.shard_done(s, shards.vector_path(folder, s), seal)]
+    if len(todo) < len(specs):
+        ctx.log.info("encode_corpus: %d of %d shards already sealed, resuming", len(specs) - len(todo), len(specs))
     start = time.perf_counter()
-    matrix = enc.encode(texts, progress=lambda d, n: ctx.log.info("encode_corpus: %d/%d documents", d, n))
-    rate = len(texts) / max(time.perf_counter() - start, 1e-9)
-    vectors.save_vectors(ctx.out("doc_vectors"), matrix, corpus["doc_id"])
-    return EncodedCorpus(documents=len(texts), doc_nonzeros=vectors.mean_nonzeros(matrix), docs_per_second=rate)
+    if todo and ctx.cfg.run.dask_address:
+        _encode_on_dask(ctx, todo, folder, seal)
+    elif todo:
+        enc = splade(ctx.cfg, cfg.model, cfg.doc_max_length)
+        for spec in todo:
+            shards.encode_shard(spec, enc, shards.vector_path(folder, spec), settings=seal,
+                                progress=lambda d, n, s=spec: ctx.log.info("encode_corpus %s: %d/%d", s.name, d, n))
+    encoded = sum(s.size for s in todo)
+    sealed = [json.loads(shards.seal_path(shards.vector_path(folder, s)).read_text()) for s in specs]
+    documents = sum(s["documents"] for s in sealed)
+    write_json_atomic(folder / SHARD_LIST, {"shards": [shards.vector_path(folder, s).name for s in specs]})
+    return EncodedCorpus(documents=documents, shards=len(specs),
+                         doc_nonzeros=sum(s["doc_nonzeros"] * s["documents"] for s in sealed) / max(documents, 1),
+                         docs_per_second=encoded / max(time.perf_counter() - start, 1e-9) if encoded else None)
+
+
+SHARD_LIST = "shards.json"
+
+
+def corpus_vector_files(result) -> list[Path]:
+    """An ``encode_corpus`` result's shard vector files, in corpus order."""
+    folder = Path(result["doc_vectors"])
+    return [folder / name for name in json.loads((folder / SHARD_LIST).read_text())["shards"]]
+
+
+def corpus_vectors(result):
+    """An ``encode_corpus`` result as one matrix and its ids (small corpora: training, fusion)."""
+    return vectors.load_vector_files(corpus_vector_files(result))
+
+
+def corpus_doc_ids(result) -> list[str]:
+    """An ``encode_corpus`` result's document ids in corpus order (the vectors left unread)."""
+    return [d for path in corpus_vector_files(result) for d in json.loads(vectors.ids_path(path).read_text())]
+
+
+def _shard_seal(ctx: Context) -> dict:
+    """What a shard's vectors depend on besides its rows: the encoder's settings, its weights'
+    fingerprint and the code (a retrained model at the same path must not reuse sealed shards)."""
+    e = ctx.cfg.encoder
+    return {"model": e.model, "max_length": e.doc_max_length, "sort_window": e.sort_window,
+            "weights": [model_fingerprint(name, resolved) for name, resolved in ctx.node.models],
+            "code": code_digest(encode_corpus.build)[0]}
+
+
+def _drop_other_shards(folder: Path, specs) -> None:
+    """Shard files of an earlier plan (another shard size, a longer corpus) are not this one's."""
+    names = {shards.vector_path(folder, s).stem for s in specs}
+    for path in folder.glob("shard-*"):
+        if path.name.split(".")[0] not in names:
+            path.unlink()
+
+
+def _encode_on_dask(ctx: Context, todo, folder: Path, seal: dict) -> None:
+    """The shards as tasks on the Dask cluster at ``run.dask_address``: one encoder per worker
+    (kept loaded between shards), on the worker's GPU when it has one. Each shard is sealed by its
+    worker, so shards finished before a failure are kept. The folder must be shared with the workers."""
+    from distributed import as_completed
+
+    e = ctx.cfg.encoder
+    encoder = {"model": str(resolve_model(e.model)), "max_length": e.doc_max_length, "batch_size": e.batch_size,
+               "token_budget": e.token_budget, "device": None if e.device == "cpu" else e.device,
+               "sort_window": e.sort_window}
+    with _dask_client(ctx.cfg.run.dask_address) as client:
+        futures = [client.submit(shards.encode_shard_with, spec, str(shards.vector_path(folder, spec)), encoder,
+                                 seal, key=f"encode-{ctx.key[:12]}-{spec.name}", pure=False) for spec in todo]
+        for done, future in enumerate(as_completed(futures), 1):
+            future.result()
+            ctx.log.info("encode_corpus: %d/%d shards on Dask", done, len(todo))
+
+
+def _dask_client(address: str):
+    """A client of the cluster; inside a Dask worker (the stage itself runs there under the Dask
+    task runner) the worker's own, which leaves the worker's thread while it waits: a stage
+    waiting on its shards must not hold the slot they need."""
+    from distributed import Client, get_worker, worker_client
+
+    try:
+        get_worker()
+    except ValueError:
+        return Client(address)
+    return worker_client()
 
 
 @encode_corpus.wire
@@ -165,16 +257,18 @@ class Indexed(BaseModel):
     documents: int
     postings: int
     doc_nonzeros: float
+    shards: int = 1
 
 
 @stage("index", needs=("encode_corpus",), result=Indexed, keys=("index.engine",),
        outputs=lambda cfg, ds: {"index": cfg.index.engine})
 def index(ctx: Context) -> Indexed:
-    """Document vectors -> exact inverted index on disk."""
-    matrix, doc_ids = vectors.load_vectors(ctx.inputs["encode_corpus"]["doc_vectors"])
-    built = InvertedIndex.build(matrix, doc_ids, meta={"model": ctx.cfg.encoder.model})
-    built.save(ctx.out("index"))
-    return Indexed(documents=built.n_docs, postings=built.nnz, doc_nonzeros=built.nnz / max(built.n_docs, 1))
+    """Document vectors -> exact inverted index on disk, one memory-mapped index per shard, built
+    from its vector file alone (memory: one shard); searched as one, with an exact merge."""
+    built = ShardedIndex.build(ctx.out("index"), corpus_vector_files(ctx.inputs["encode_corpus"]),
+                               meta={"model": ctx.cfg.encoder.model})
+    return Indexed(documents=built.n_docs, postings=built.nnz, doc_nonzeros=built.nnz / max(built.n_docs, 1),
+                   shards=built.n_shards)
 
 
 @index.wire

@@ -9,14 +9,15 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel
 
-from disco_core import distill, evaluation, schemas, splits, students, teachers, vectors
+from disco_core import distill, evaluation, schemas, splits, students, teachers
 from disco_core.conversation import ConversationFormatter
-from disco_core.index import InvertedIndex
+from disco_core.sharded_index import ShardedIndex
 from disco_core.trainer import Trainer
 from disco_core.io import write_json_atomic
 from disco_core.models import resolve_model
 
 from .execute import Context
+from .spine import corpus_doc_ids, corpus_vectors
 from .stage import measured, plain, stage
 
 
@@ -51,7 +52,7 @@ def train(ctx: Context) -> Trained:
         train_turns, dev_turns = _turns(ctx, i, part)
         qrels = evaluation.qrels_dict(schemas.read_table("qrels", ctx.inputs["ingest"][i]["qrels"]))
         targets = teachers.target_lists(schemas.read_table("targets", ctx.inputs["fuse"][i]["targets"]))
-        _, doc_ids = vectors.load_vectors(ctx.inputs["encode_corpus"][i]["doc_vectors"])
+        doc_ids = corpus_doc_ids(ctx.inputs["encode_corpus"][i])
         position = {d: offsets[i] + j for j, d in enumerate(doc_ids)}
         # query ids carry their part: another dataset's turn of the same id is another turn
         ids = [f"{part.ds.scope}:{t['query_id']}" for t in train_turns]
@@ -61,7 +62,7 @@ def train(ctx: Context) -> Trained:
                                            unjudged=cfg.train.unjudged)
         if dev_turns:
             dev_sets.append(distill.DevSet([t["query_id"] for t in dev_turns], formatter.format_many(dev_turns),
-                                           qrels, InvertedIndex.load(ctx.inputs["index"][i]["index"])))
+                                           qrels, ShardedIndex.load(ctx.inputs["index"][i]["index"])))
         counts.append({"dataset": part.ds.name, "split": str(part.split), "train_turns": len(train_turns),
                        "dev_turns": len(dev_turns)})
     ctx.log.info("train %s: %d examples from %s", ctx.params["student"], len(examples), counts)
@@ -81,7 +82,7 @@ def train(ctx: Context) -> Trained:
 def _documents(ctx: Context) -> tuple[sp.csr_matrix, list[int]]:
     """Every part's document vectors in one matrix (a mixture's corpora side by side), and where
     each part starts in it."""
-    matrices = [vectors.load_vectors(r["doc_vectors"])[0] for r in ctx.inputs["encode_corpus"]]
+    matrices = [corpus_vectors(r)[0] for r in ctx.inputs["encode_corpus"]]
     offsets = [0, *np.cumsum([m.shape[0] for m in matrices])[:-1].tolist()]
     return (matrices[0] if len(matrices) == 1 else sp.vstack(matrices, format="csr")), offsets
 

@@ -8,11 +8,12 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from disco_core import paper_files, rewriters, schemas, teachers, vectors
-from disco_core.index import InvertedIndex
+from disco_core.sharded_index import ShardedIndex
 from disco_core.io import short_hash
 from disco_core.variants import Variant
 
 from .execute import Context
+from .spine import corpus_vectors
 from .stage import measured, plain, stage
 
 
@@ -106,7 +107,7 @@ def score_teachers(ctx: Context) -> TeacherScores:
         id_map = paper_files.load_id_map(teacher.config.id_map) if teacher.config.id_map else None
         scores = paper_files.read_teacher_run(teacher.config.scores, name, id_map, k=cfg.distill.teacher_k)
     else:
-        index = InvertedIndex.load(ctx.inputs["index"]["index"])
+        index = ShardedIndex.load(ctx.inputs["index"]["index"])
         scores = teachers.teacher_scores(index, matrix, qids, name, k=cfg.distill.teacher_k,
                                          batch_size=cfg.index.query_batch_size, threads=cfg.index.threads)
     schemas.write_table("teacher_scores", scores, ctx.out("teacher_scores"))
@@ -144,7 +145,7 @@ def fuse(ctx: Context) -> Fused:
     # would replace the very targets it was imported for
     imported = {t.name for t in ctx.params["teachers"] if t.config.scores}
     query_vectors = {n: vectors.load_vectors(e["vectors"]) for n, e in zip(names, encoded) if n not in imported}
-    doc_matrix, doc_ids = vectors.load_vectors(ctx.inputs["encode_corpus"]["doc_vectors"])
+    doc_matrix, doc_ids = corpus_vectors(ctx.inputs["encode_corpus"])
     targets = teachers.fuse(table, query_vectors, doc_matrix, doc_ids, cfg.distill.fusion, k=cfg.distill.teacher_k)
     schemas.write_table("targets", targets, ctx.out("targets"))
     ctx.log.info("fuse: %s over %s: %d targets", cfg.distill.fusion, names, targets.num_rows)

@@ -78,7 +78,7 @@ def test_first_run_second_run_and_invalidation(run):
 
     # a deleted output reruns its stage; an identical rebuild leaves everything downstream a hit
     # (keys hold the inputs' content)
-    (folder(summary, "encode_corpus") / "doc_vectors.npz").unlink()
+    (folder(summary, "encode_corpus") / "doc_vectors" / "shard-00000.npz").unlink()
     assert run()[0] == {"encode_corpus"}
     # an edited output reruns its stage and, as its content differs, what reads it
     run_file = folder(summary, "retrieve[last_turn]") / "run.parquet"
@@ -273,7 +273,7 @@ def test_a_trained_student_loads_in_sentence_transformers_with_its_card(run, mon
     text = next(q["text"] for q in queries if q["query_id"] == qids[7])
     q = model.encode_query([text], convert_to_tensor=True).to_dense().numpy()
     assert np.abs(q - stored[7].toarray()).max() < 1e-5
-    docs, doc_ids = vectors.load_vectors(folder(summary, "encode_corpus") / "doc_vectors.npz")
+    docs, doc_ids = vectors.load_vectors(folder(summary, "encode_corpus") / "doc_vectors" / "shard-00000.npz")
     corpus = schemas.read_table("corpus", folder(summary, "ingest") / "corpus.parquet").to_pylist()
     d = model.encode_document([document_text(corpus[3]["title"], corpus[3]["text"])], convert_to_tensor=True)
     assert doc_ids[3] == corpus[3]["doc_id"] and np.abs(d.to_dense().numpy() - docs[3].toarray()).max() < 1e-5
