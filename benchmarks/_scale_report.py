@@ -7,7 +7,6 @@ import os
 import _common  # noqa: F401  (environment defaults first)
 from _common import machine, print_header, print_table, verdict, write_json
 
-import numpy as np
 
 from _scale_engines import make_engines
 from _synthetic import SyntheticCollection
