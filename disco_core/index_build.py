@@ -108,7 +108,7 @@ class _Files:
     def __init__(self, folder: Path, nnz: int, weight_dtype):
         self.folder, self.handles, self.offset = folder, {}, {}
         for name, dtype in (("docs", np.uint16), ("weights", np.dtype(weight_dtype))):
-            handle = open(folder / f".{name}.npy.partial", "w+b")
+            handle = open(folder / f".{name}.npy.tmp", "w+b")
             header = _npy_header(dtype, nnz)
             handle.write(header)
             handle.truncate(len(header) + nnz * np.dtype(dtype).itemsize)
@@ -127,7 +127,7 @@ class _Files:
     def close(self) -> None:
         for name, handle in self.handles.items():
             handle.close()
-            os.replace(self.folder / f".{name}.npy.partial", self.folder / f"{name}.npy")
+            os.replace(self.folder / f".{name}.npy.tmp", self.folder / f"{name}.npy")
 
 
 def _npy_header(dtype, length: int) -> bytes:
@@ -203,7 +203,7 @@ class IdsWriter:
     takes its name on ``close``."""
 
     def __init__(self, path: Path):
-        self.path, self.partial = Path(path), Path(path).with_name(f".{Path(path).name}.partial")
+        self.path, self.partial = Path(path), Path(path).with_name(f".{Path(path).name}.tmp")
         self._handle = self.partial.open("w", encoding="utf-8")
         self._handle.write("[")
         self.count = 0

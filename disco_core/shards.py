@@ -142,6 +142,28 @@ def encode_shard(spec: ShardSpec, encoder, path: str | Path,
     return info
 
 
+SHARD_LIST = "shards.json"
+
+
+def write_shard_list(folder: str | Path, specs: list[ShardSpec]) -> Path:
+    """``shards.json``: the folder's shard vector files in corpus order (written once all are sealed)."""
+    return write_json_atomic(Path(folder) / SHARD_LIST, {"shards": [vector_path(folder, s).name for s in specs]})
+
+
+def listed_shards(folder: str | Path) -> list[Path]:
+    """The vector files ``write_shard_list`` listed, in corpus order."""
+    folder = Path(folder)
+    return [folder / name for name in json.loads((folder / SHARD_LIST).read_text())["shards"]]
+
+
+def remove_other_shards(folder: str | Path, specs: list[ShardSpec]) -> None:
+    """Remove shard files of an earlier plan (another shard size, a longer corpus): not this one's."""
+    names = {vector_path(folder, s).stem for s in specs}
+    for path in Path(folder).glob("shard-*"):
+        if path.name.split(".")[0] not in names:
+            path.unlink()
+
+
 def encode_shards(specs: list[ShardSpec], encoder, folder: str | Path,
                   on_shard: Callable[[ShardSpec, dict | None], None] | None = None) -> list[Path]:
     """Encode the shards one after the other into ``folder``, skipping those already sealed for

@@ -62,6 +62,11 @@ def load_vector_files(paths: list[str | Path]) -> tuple[sp.csr_matrix, list[str]
     return sp.vstack([m for m, _ in parts], format="csr"), [i for _, ids in parts for i in ids]
 
 
+def load_ids(paths: list[str | Path]) -> list[str]:
+    """The ids of several vector files, in order, without reading their vectors."""
+    return [i for path in paths for i in json.loads(ids_path(path).read_text())]
+
+
 def vector_file_dimensions(path: str | Path) -> int:
     """The number of columns (vocabulary size) of a vector file, without reading the vectors."""
     path = Path(path)

@@ -156,7 +156,7 @@ def encode_corpus(ctx: Context) -> EncodedCorpus:
     folder.mkdir(parents=True, exist_ok=True)
     specs = shards.plan_shards(ctx.inputs["ingest"]["corpus"], cfg.shard_size)
     seal = _shard_seal(ctx)
-    _drop_other_shards(folder, specs)
+    shards.remove_other_shards(folder, specs)
     todo = [s for s in specs if not shards.shard_done(s, shards.vector_path(folder, s), seal)]
     if len(todo) < len(specs):
         ctx.log.info("encode_corpus: %d of %d shards already sealed, resuming", len(specs) - len(todo), len(specs))
@@ -171,29 +171,20 @@ def encode_corpus(ctx: Context) -> EncodedCorpus:
     encoded = sum(s.size for s in todo)
     sealed = [json.loads(shards.seal_path(shards.vector_path(folder, s)).read_text()) for s in specs]
     documents = sum(s["documents"] for s in sealed)
-    write_json_atomic(folder / SHARD_LIST, {"shards": [shards.vector_path(folder, s).name for s in specs]})
+    shards.write_shard_list(folder, specs)
     return EncodedCorpus(documents=documents, shards=len(specs),
                          doc_nonzeros=sum(s["doc_nonzeros"] * s["documents"] for s in sealed) / max(documents, 1),
                          docs_per_second=encoded / max(time.perf_counter() - start, 1e-9) if encoded else None)
 
 
-SHARD_LIST = "shards.json"
-
-
-def corpus_vector_files(result) -> list[Path]:
-    """An ``encode_corpus`` result's shard vector files, in corpus order."""
-    folder = Path(result["doc_vectors"])
-    return [folder / name for name in json.loads((folder / SHARD_LIST).read_text())["shards"]]
-
-
 def corpus_vectors(result):
     """An ``encode_corpus`` result as one matrix and its ids (small corpora: training, fusion)."""
-    return vectors.load_vector_files(corpus_vector_files(result))
+    return vectors.load_vector_files(shards.listed_shards(result["doc_vectors"]))
 
 
 def corpus_doc_ids(result) -> list[str]:
     """An ``encode_corpus`` result's document ids in corpus order (the vectors left unread)."""
-    return [d for path in corpus_vector_files(result) for d in json.loads(vectors.ids_path(path).read_text())]
+    return vectors.load_ids(shards.listed_shards(result["doc_vectors"]))
 
 
 def _shard_seal(ctx: Context) -> dict:
@@ -203,14 +194,6 @@ def _shard_seal(ctx: Context) -> dict:
     return {"model": e.model, "max_length": e.doc_max_length, "sort_window": e.sort_window,
             "weights": [model_fingerprint(name, resolved) for name, resolved in ctx.node.models],
             "code": code_digest(encode_corpus.build)[0]}
-
-
-def _drop_other_shards(folder: Path, specs) -> None:
-    """Shard files of an earlier plan (another shard size, a longer corpus) are not this one's."""
-    names = {shards.vector_path(folder, s).stem for s in specs}
-    for path in folder.glob("shard-*"):
-        if path.name.split(".")[0] not in names:
-            path.unlink()
 
 
 def _encode_on_dask(ctx: Context, todo, folder: Path, seal: dict) -> None:
@@ -265,7 +248,7 @@ class Indexed(BaseModel):
 def index(ctx: Context) -> Indexed:
     """Document vectors -> exact inverted index on disk, one memory-mapped index per shard, built
     from its vector file alone (memory: one shard); searched as one, with an exact merge."""
-    built = ShardedIndex.build(ctx.out("index"), corpus_vector_files(ctx.inputs["encode_corpus"]),
+    built = ShardedIndex.build(ctx.out("index"), shards.listed_shards(ctx.inputs["encode_corpus"]["doc_vectors"]),
                                meta={"model": ctx.cfg.encoder.model})
     return Indexed(documents=built.n_docs, postings=built.nnz, doc_nonzeros=built.nnz / max(built.n_docs, 1),
                    shards=built.n_shards)

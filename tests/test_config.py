@@ -73,7 +73,7 @@ def test_performance_only_fields_are_marked_once():
     cfg = Config()
     marked = {f"{section}.{name}" for section in ("encoder", "index", "train", "run", "dataset")
               for name in type(getattr(cfg, section)).model_fields if is_perf(type(getattr(cfg, section)), name)}
-    assert marked == {"encoder.batch_size", "encoder.token_budget", "encoder.device", "encoder.threads",
+    assert marked == {"encoder.batch_size", "encoder.token_budget", "encoder.device", "encoder.threads", "encoder.shard_size",
                       "index.query_batch_size", "index.threads", "train.log_every", "run.workers",
                       "run.dask_address", "run.lock_timeout", "dataset.cache_dir", "dataset.mirror"}
     keyed = plain(cfg)

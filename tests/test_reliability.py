@@ -50,7 +50,7 @@ def indexed(tmp_path_factory):
 def test_outputs_are_checked_by_content(indexed, tmp_path):
     results = run_direct(indexed, ["index"])
     assert ran(results) == set()
-    postings = results["index[embedded]"].folder / "inverted" / "postings.npy"
+    postings = results["index[embedded]"].folder / "inverted" / "shard-00000" / "docs.npy"
     stat = postings.stat()
     data = bytearray(postings.read_bytes())
     data[-8:] = bytes(reversed(data[-8:]))  # same size, other postings
@@ -68,12 +68,12 @@ def test_outputs_are_checked_by_content(indexed, tmp_path):
 def test_temporary_files_are_never_outputs_and_are_swept(indexed):
     results = run_direct(indexed, ["index"])
     folder = results["index[embedded]"].folder
-    stray = folder / "inverted" / ".postings.npy.abc123.tmp"
+    stray = folder / "inverted" / "shard-00000" / ".docs.npy.abc123.tmp"
     stray.write_bytes(b"half a file")
     assert ran(run_direct(indexed, ["index"])) == set()  # a leftover is no output: still a hit
     manifest = json.loads((folder / "_manifest.json").read_text())
     assert not any(name.endswith(".tmp") for name in manifest["files"])
-    (folder / "inverted" / "meta.json").unlink()
+    (folder / "inverted" / "shard-00000" / "meta.json").unlink()
     assert ran(run_direct(indexed, ["index"])) == {"index"}
     assert not stray.exists()  # swept before the rebuild
 
@@ -84,16 +84,13 @@ import numpy as np
 import tasks
 from disco_core.config import load_config
 from tests.test_reliability import run_direct
-real_save, calls = np.save, []
-def slow_save(handle, array, *args, **kwargs):
-    calls.append(1)
-    if len(calls) == 2:  # the second array of the index: half of it written, then stuck
-        handle.write(b"\\x93NUMPY partial")
-        handle.flush()
-        print("writing", flush=True)
-        time.sleep(600)
-    return real_save(handle, array, *args, **kwargs)
-np.save = slow_save
+from disco_core import index_build
+real_put = index_build._Files.put_runs
+def stuck_put(self, *args):
+    real_put(self, *args)  # the first chunk's postings written, then stuck
+    print("writing", flush=True)
+    time.sleep(600)
+index_build._Files.put_runs = stuck_put
 run_direct(load_config(None, [f"work_dir={sys.argv[1]}"]), ["index"])
 """
 
@@ -111,13 +108,14 @@ def test_an_index_build_killed_mid_write_records_nothing_but_finished_files(inde
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert any(p.name.endswith(".tmp") for p in (folder / "inverted").iterdir())  # the kill's leftover
-    assert not (folder / "_manifest.json").exists()
+    shard = folder / "inverted" / "shard-00000"
+    assert any(p.name.endswith(".tmp") for p in shard.iterdir())  # the kill's leftover
+    assert not (shard / "meta.json").exists() and not (folder / "_manifest.json").exists()
     assert ran(run_direct(indexed, ["index"])) == {"index"}
     files = json.loads((folder / "_manifest.json").read_text())["files"]
-    assert sorted(files) == sorted(f"inverted/{n}" for n in ("indptr.npy", "postings.npy", "weights.npy",
-                                                             "doc_ids.json", "meta.json"))
-    assert not any(p.name.endswith(".tmp") for p in (folder / "inverted").iterdir())
+    assert sorted(files) == ["inverted/shard-00000/" + n for n in ("codebook.npy", "doc_ids.json", "docs.npy",
+                                                                   "meta.json", "skips.npy", "weights.npy")] + ["inverted/shards.json"]
+    assert not any(p.name.endswith(".tmp") for p in shard.iterdir())
 
 
 @pytest.mark.slow

@@ -83,10 +83,11 @@ def test_the_grid_is_the_product_of_the_axes(tmp_path):
     assert spec.seeds == "train.seed" and all(not c.config.report.enabled for c in cells)
 
 
-def test_the_repository_sweeps_plan(tmp_path):
+def test_the_repository_sweeps_plan(tmp_path, mtrag_path, monkeypatch):
     """The sweep files in data/configs/sweeps plan (every cell, dataset, split and variant checked)."""
     from flows.sweep import plan_sweep
 
+    monkeypatch.setenv("DISCO_MTRAG_PATH", str(mtrag_path))
     for path in sorted((ROOT / "data" / "configs" / "sweeps").glob("*.yaml")):
         spec, cells, graph, targets = plan_sweep(str(path), [f"work_dir={tmp_path}"])
         assert len(targets) == len(cells) > 0, path
