@@ -20,11 +20,15 @@ import hashlib
 import importlib.util
 import inspect
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 PROJECT = ("disco_core", "tasks", "flows")
+# CPython 3.11's ast.parse is not thread-safe (gh-106905: "AST constructor recursion depth
+# mismatch" when stages hash their code in two threads at once; seen in a test run here).
+_PARSE = threading.Lock()
 
 
 def _in_project(module: str | None) -> bool:
@@ -50,7 +54,9 @@ def _parsed_imports(name: str, source: bytes) -> tuple[str, ...]:
     path = _module_file(name)
     package = name if path and path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    with _PARSE:
+        tree = ast.parse(source)
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
