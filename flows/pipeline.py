@@ -12,6 +12,7 @@ config path and ``section.key=value`` overrides), so the same call works from th
 from __future__ import annotations
 
 import os
+import queue
 import socket
 from collections.abc import Callable
 
@@ -19,7 +20,6 @@ import tasks  # noqa: F401  (environment defaults, stage declarations)
 
 from prefect import flow, get_run_logger
 from prefect.exceptions import UpstreamTaskError
-from prefect.futures import wait
 
 from disco_core.config import Config, load_config
 from tasks.cache import StageResult
@@ -80,15 +80,25 @@ def submit(graph: Graph, ids: list[str], force: list[str] = (),
 
 
 def _wait(futures: dict, done: set[str], on_progress, every: float = 10.0) -> None:
-    """Wait for every future; tell ``on_progress`` the finished instance ids as they finish."""
-    pending = dict(futures)
+    """Wait for every future; tell ``on_progress`` the finished instance ids as they finish.
+    Done-callbacks feed a queue: ``prefect.futures.wait(timeout=...)`` times out with SIGALRM in the
+    main thread, which can land inside a lock's re-acquire and broke a 40-minute sweep here
+    ("release unlocked lock")."""
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    for instance, future in futures.items():
+        future.add_done_callback(lambda _, instance=instance: finished.put(instance))
+    pending = set(futures)
     while True:
         if on_progress is not None:
-            on_progress(done | {i for i in futures if i not in pending})
+            on_progress(done | (set(futures) - pending))
         if not pending:
             return
-        finished, _ = wait(list(pending.values()), timeout=every if on_progress else None)
-        pending = {i: f for i, f in pending.items() if f not in finished}
+        try:
+            pending.discard(finished.get(timeout=every if on_progress else None))
+            while True:
+                pending.discard(finished.get_nowait())
+        except queue.Empty:
+            pass
 
 
 def _need_ids(node) -> list[str]:
