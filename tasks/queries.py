@@ -6,10 +6,10 @@ import time
 
 from pydantic import BaseModel
 
+from disco_core import fusion as fusion_lib
 from disco_core import runs as runs_lib
 from disco_core import schemas, vectors
 from disco_core.conversation import ConversationFormatter
-from disco_core.env import NUMBA_PARALLEL
 from disco_core.errors import ConfigError
 from disco_core.sharded_index import ShardedIndex
 from disco_core.variants import FUSED_TEACHERS, Variant, query_texts
@@ -147,15 +147,9 @@ class FusedRuns(BaseModel):
 @stage("fuse_runs", needs=("retrieve", "fuse"), result=FusedRuns, outputs={"run": "run.parquet", "trec": "run.trec"})
 def fuse_runs(ctx: Context) -> FusedRuns:
     """Rank fusion of other variants' runs (ranx.fuse: RRF, CombSUM, ...)."""
-    import ranx
-
     fusion = ctx.params["fusion"]
-    parts = [ranx.Run({q: {d: float(s) for d, s in hits} for q, hits in read_run(r).items() if hits}, name=n)
-             for n, r in zip(fusion.variants, ctx.inputs["runs"])]
-    with NUMBA_PARALLEL:  # ranx's normalisations are numba kernels, like the metrics evaluate runs
-        fused = ranx.fuse(parts, norm=fusion.norm, method=fusion.method, params=dict(fusion.params))
-    k = ctx.cfg.retrieval.k
-    run = {q: sorted(docs.items(), key=lambda x: (-x[1], x[0]))[:k] for q, docs in fused.to_dict().items()}
+    run = fusion_lib.fuse({n: read_run(r) for n, r in zip(fusion.variants, ctx.inputs["runs"])}, fusion.method,
+                        fusion.norm, fusion.params, k=ctx.cfg.retrieval.k)
     runs_lib.write_parquet(run, ctx.out("run"))
     runs_lib.write_trec(run, ctx.out("trec"), tag=f"disco-{fusion.name}")
     return FusedRuns(queries=len(run), variants=list(fusion.variants))

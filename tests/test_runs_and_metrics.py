@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from disco_core import runs
+from disco_core import fusion, runs
 from disco_core.errors import DataError
 from disco_core.evaluation import evaluate, qrels_dict
 from disco_core import schemas
@@ -53,3 +53,15 @@ def test_qrels_keep_relevant_only():
                                        {"query_id": "a", "doc_id": "y", "relevance": 2},
                                        {"query_id": "b", "doc_id": "x", "relevance": 0}])
     assert qrels_dict(table) == {"a": {"y": 2}}
+
+
+def test_fusion_of_runs_that_hold_different_queries():
+    """RRF over a student run (every turn) and a rewrite run (turns with a rewrite only): shared
+    queries fused by ranx, a query one run lacks keeps the other's ranking."""
+    student = {"q1": [("a", 9.0), ("b", 8.0), ("c", 1.0)], "q2": [("x", 3.0), ("y", 2.0)]}
+    rewrite = {"q1": [("b", 5.0), ("c", 4.0), ("a", 0.5)]}
+    fused = fusion.fuse({"student": student, "rewrite": rewrite}, "rrf", k=2)
+    # rrf (k=60): a = 1/61 + 1/63, b = 1/62 + 1/61, c = 1/63 + 1/62: b, then a
+    assert [d for d, _ in fused["q1"]] == ["b", "a"]
+    assert [d for d, _ in fused["q2"]] == ["x", "y"]
+    assert set(fused) == {"q1", "q2"}
