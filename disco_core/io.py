@@ -175,6 +175,29 @@ def header_name(field: str) -> str:
     return field.strip().lower().replace("-", "_").replace(" ", "_")
 
 
+class LineAt:
+    """The 1-based line of a position in ``text``, for a streaming JSON reader's messages.
+
+    Positions only move forward, so newlines are counted once, incrementally (a 1 GB file is not
+    rescanned from its start at every record)."""
+
+    def __init__(self, text: str):
+        self.text, self.counted_to, self.line = text, 0, 1
+
+    def __call__(self, pos: int) -> int:
+        self.line += self.text.count("\n", self.counted_to, pos)
+        self.counted_to = pos
+        return self.line
+
+
+_JSON_SPACE = re.compile(r"[ \t\r\n]*")
+
+
+def skip_json_space(text: str, pos: int) -> int:
+    """The first position at or after ``pos`` that is not JSON whitespace."""
+    return _JSON_SPACE.match(text, pos).end()
+
+
 def read_tsv(
     path: str | Path, columns: int, header: Sequence[Sequence[str]] | None = None, sep: str | None = "\t"
 ) -> Iterator[tuple[int, list[str]]]:

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from . import schemas
 from .datasets._convqa import read_json_records
 from .errors import ConfigError, DataError
-from .io import atomic_path, read_text, read_tsv, write_text_atomic
+from .io import LineAt, atomic_path, read_text, read_tsv, skip_json_space, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -104,19 +104,10 @@ def _mapper(id_map: IdMap | None, unmapped: str, path: str | Path):
 def _object_items(text: str, path: str | Path) -> Iterator[tuple[str, object, int]]:
     """``(key, value, line)`` of a top-level JSON object, one member at a time (a 1 GB run is never
     a 1 GB dict of dicts)."""
-    decoder = json.JSONDecoder()
-    counted_to, line = 0, 1
-
-    def line_at(pos: int) -> int:  # positions only move forward: count newlines incrementally
-        nonlocal counted_to, line
-        line += text.count("\n", counted_to, pos)
-        counted_to = pos
-        return line
+    decoder, line_at = json.JSONDecoder(), LineAt(text)
 
     def skip(pos: int) -> int:
-        while pos < len(text) and text[pos] in " \t\r\n":
-            pos += 1
-        return pos
+        return skip_json_space(text, pos)
 
     def fail(pos: int, what: str):
         raise DataError(path, what, line_at(pos))

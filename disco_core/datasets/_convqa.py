@@ -10,16 +10,14 @@ mirrors. :func:`turn_row` turns one record into a row of the ``turns`` table.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..io import read_text
+from ..io import LineAt, read_text, skip_json_space
 from ._rows import check_id, query_id
 
-_SPACE = re.compile(r"\s*")
 TURN_FIELDS = ("Conversation_no", "Turn_no", "Question", "Context")
 
 
@@ -33,17 +31,10 @@ def json_records(text: str, path: Path) -> Iterator[tuple[int, int, dict[str, An
 
     ``line`` is the 1-based line where the record starts and ``index`` its 0-based position; a
     record that is not an object, or text that is not JSON, raises :class:`DataError` there."""
-    decoder = json.JSONDecoder()
-    counted_to, line = 0, 1
-
-    def line_at(pos: int) -> int:  # positions only move forward: count newlines incrementally
-        nonlocal counted_to, line
-        line += text.count("\n", counted_to, pos)
-        counted_to = pos
-        return line
+    decoder, line_at = json.JSONDecoder(), LineAt(text)
 
     def skip(pos: int) -> int:
-        return _SPACE.match(text, pos).end()
+        return skip_json_space(text, pos)
 
     def decode(pos: int, index: int) -> tuple[int, dict[str, Any], int]:
         try:
