@@ -8,8 +8,8 @@ model), greedy decoding, ``max_new_tokens`` alike, for each model:
 - *transformers, fast*: ``HFRewriter`` as configured by default (few-shot prefix computed once and
   its KV cache copied per batch; a sequence stops once its cleaned rewrite is settled);
 - *llama.cpp engine*: ``LlamaCppRewriter`` (``parallel`` sequences per step over one shared
-  prefix), with the GGUF's weights converted once to float32 (``engine``, the default) and as shipped
-  (``engine-gguf``).
+  prefix), with the GGUF's weights converted once to bfloat16 (``engine``, the default), to float32
+  (``engine-f32``: the numbers the transformers paths compute with) and as shipped (``engine-gguf``).
 
 Each path runs in a fresh subprocess (clean peak memory, no allocator state carried over), one after
 another, model loading untimed. Reported: wall and CPU seconds per turn (CPU time is the steadier
@@ -38,7 +38,8 @@ import time
 from _common import ROOT, machine, print_header, print_table, verdict, write_json
 
 ENGINE_TARGET, FAST_TARGET = 10.0, 2.0
-PATHS = ("hf-anchor", "hf-fast", "engine", "engine-gguf")
+PATHS = ("hf-anchor", "hf-fast", "engine", "engine-f32", "engine-gguf")
+ENGINE_WEIGHTS = {"engine": "bf16", "engine-f32": "f32", "engine-gguf": "gguf"}
 
 
 def load_turns(dataset: str, n: int) -> list[dict]:
@@ -59,7 +60,7 @@ def make(path: str, model: str, args):
     common = dict(max_new_tokens=args.max_new_tokens, history_turns=args.history_turns, answer_chars=args.answer_chars)
     if path.startswith("engine"):
         return LlamaCppRewriter("bench", model, parallel=args.parallel, threads=args.threads,
-                                weights="gguf" if path == "engine-gguf" else "f32", **common)
+                                weights=ENGINE_WEIGHTS[path], **common)
     fast = path == "hf-fast"
     return HFRewriter("bench", model, batch_size=args.batch_size, prefix_cache=fast, stop_settled=fast,
                       threads=args.threads, **common)

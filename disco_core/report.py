@@ -71,7 +71,8 @@ def markdown(ev: Evaluation, summary: dict, title: str) -> str:
     main = summary["main_metric"]
     lines = [f"# {title}", "", ev.markdown(baseline=best).replace(
         f"* = differs from {best}", f"* = differs from the best teacher ({best})"),
-             "LLM calls: per turn at search time (a `human` teacher needs a person instead: 0 LLM calls, "
+             "LLM calls: per turn at search time, on average (an LLM teacher keeps first turns as written, "
+             "with no call; a `human` teacher needs a person instead: 0 LLM calls, "
              "but not available at search time either). ms/query: encoding + top-k search, one query at a "
              "time, plus the teacher's rewriting time per turn as the rewrite stage measured it (blank for model "
              "rewrites made elsewhere, whose time is unknown).", ""]

@@ -161,7 +161,8 @@ def _row(ctx: Context, variant: str) -> report_lib.Row:
     if variant.startswith("rewrite:"):
         info = rewrites[variant.split(":", 1)[1]]
         # rewrites made elsewhere by a model: their rewriting time is unknown, so no latency
-        ms = ms + 1000 * info.seconds_per_turn if info.seconds_per_turn else (None if info.llm_calls_per_turn else ms)
+        ms = (ms + 1000 * info.seconds_per_turn * info.llm_calls_per_turn if info.seconds_per_turn
+              else (None if info.llm_calls_per_turn else ms))
         return report_lib.Row(f"teacher: {info.teacher}", variant, "teacher", info.llm_calls_per_turn,
                               query_nonzeros(encoded), ms)
     if variant == FUSED_TEACHERS:

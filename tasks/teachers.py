@@ -25,7 +25,7 @@ class Rewritten(BaseModel):
     status: dict[str, int]
     llm_calls_per_turn: float
     resumed: int = measured(0)
-    seconds_per_turn: float | None = measured(None, description="wall time per rewritten turn")
+    seconds_per_turn: float | None = measured(None, description="wall time per turn the LLM rewrote")
 
 
 @stage("rewrite", needs=("ingest",), result=Rewritten, outputs={"rewrites": "rewrites.parquet"})
@@ -52,8 +52,10 @@ def rewrite(ctx: Context) -> Rewritten:
     ctx.log.info("rewrite %s: %d turns (%d resumed from the journal), statuses %s", teacher, len(rows), before, statuses)
     timed = [r["seconds"] for r in rows if r.get("seconds") is not None]
     per_turn = sum(timed) / len(timed) if timed and rewriter.llm_calls_per_turn else None
+    asked = sum(1 for r in rows if r["status"] != rewriters.FIRST_TURN)  # first turns kept as written cost no call
+    calls = rewriter.llm_calls_per_turn * asked / len(rows) if rows else 0.0
     return Rewritten(teacher=teacher.name, model=rewriter.model, turns=len(rows), status=statuses,
-                     llm_calls_per_turn=rewriter.llm_calls_per_turn, resumed=before, seconds_per_turn=per_turn)
+                     llm_calls_per_turn=calls, resumed=before, seconds_per_turn=per_turn)
 
 
 @rewrite.wire

@@ -82,6 +82,29 @@ def test_journaled_rewrite_of_a_changed_turn_is_redone(tmp_path):
     assert rewriter.seen == ["c_2"]  # c_1 reads the same: kept; c_2 changed: asked again
 
 
+def test_first_turns_are_kept_as_written_without_an_llm_call(tmp_path):
+    first = {"query_id": "c_0", "utterance": "Tell me about the Carrow Head Lighthouse.", "history": []}
+    journal = RewriteJournal(tmp_path / "j.jsonl")
+    rewriter = Counting()
+    rewriter.first_turns = "as-written"
+    rows = run_rewriter(rewriter, [first, *TURNS[:2]], journal)
+    assert rewriter.seen == ["c_1", "c_2"]
+    assert rows[0] == {"query_id": "c_0", "text": first["utterance"], "status": "first-turn",
+                       "input": rows[0]["input"], "seconds": None}
+    asked = Counting()  # "rewrite": the LLM gets the first turn too (the journal has it not)
+    run_rewriter(asked, [first, *TURNS[:2]], journal)
+    assert asked.seen == ["c_0"]
+
+
+def test_a_teacher_keeps_first_turns_as_written_unless_told_otherwise():
+    from disco_core.config import TeacherConfig
+    from disco_core.rewriters import make_rewriter
+
+    assert make_rewriter(TeacherConfig(name="s", backend="hf"), "human").first_turns == "as-written"
+    told = TeacherConfig(name="s", backend="hf", first_turns="rewrite")
+    assert make_rewriter(told, "human").first_turns == "rewrite"
+
+
 def test_rewrites_read_from_a_file_are_not_journaled(tmp_path):
     source = tmp_path / "r.tsv"
     source.write_text("c_1\tHow tall is it?\n")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sys
 
-from .base import Rewriter, RewriterError, Row
+from .base import FIRST_TURN, Rewriter, RewriterError, Row
 from .endpoint import OpenAIRewriter
 from .factory import make_rewriter, teacher_name
 from .hf import HFRewriter
@@ -50,7 +50,7 @@ def source_modules() -> list:
     return [sys.modules[__name__], base, endpoint, engine, factory, hf, journal, llamacpp, local, prompt, read]
 
 
-__all__ = ["Rewriter", "RewriterError", "Row", "DatasetRewriter", "FileRewriter", "HFRewriter", "OpenAIRewriter",
-           "LlamaCppRewriter", "RewriteJournal", "run_rewriter", "make_rewriter", "teacher_name", "clean_rewrite",
-           "chat_messages", "completion_prompt", "render_conversation", "prompt_hash", "answer_is_settled",
+__all__ = ["FIRST_TURN", "Rewriter", "RewriterError", "Row", "DatasetRewriter", "FileRewriter", "HFRewriter",
+           "OpenAIRewriter", "LlamaCppRewriter", "RewriteJournal", "run_rewriter", "make_rewriter", "teacher_name",
+           "clean_rewrite", "chat_messages", "completion_prompt", "render_conversation", "prompt_hash", "answer_is_settled",
            "LLM_ALIASES", "LocalLLM", "SYSTEM_PROMPT", "FEW_SHOT", "PROMPT_VERSION", "source_modules"]

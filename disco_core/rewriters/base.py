@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from ..errors import DiscoError
 
 Row = dict  # {"query_id", "text", "status"}
+FIRST_TURN = "first-turn"  # the status of a first turn kept as the user wrote it (no LLM call)
 
 
 class RewriterError(DiscoError):
@@ -26,6 +27,9 @@ class Rewriter(ABC):
     prompt_hash: str | None = None
     llm_calls_per_turn: int = 1
     generates = True  # writes its rewrites now (worth journaling), rather than reading them
+    # a generating backend's first turns (no conversation before them): "as-written" keeps the
+    # user's words with no LLM call, there being nothing to resolve; "rewrite" asks the LLM too
+    first_turns: str = "rewrite"
 
     @abstractmethod
     def rewrite(self, turns: Sequence[dict], on_result: Callable[[Row], None]) -> None: ...

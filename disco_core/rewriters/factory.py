@@ -17,6 +17,13 @@ DEFAULT_LLM = "smollm2-135m-instruct"
 def make_rewriter(teacher, dataset_teacher: str, dataset_rewrites: Iterable[dict] = (),
                   cache_dir: str | Path | None = None, device: str = "cpu") -> Rewriter:
     """A rewriter from a ``TeacherConfig`` (``dataset_teacher``: the dataset's own rewrite teacher)."""
+    rewriter = _backend(teacher, dataset_teacher, dataset_rewrites, cache_dir, device)
+    rewriter.first_turns = teacher.first_turns
+    return rewriter
+
+
+def _backend(teacher, dataset_teacher: str, dataset_rewrites: Iterable[dict], cache_dir: str | Path | None,
+             device: str) -> Rewriter:
     name = teacher_name(teacher, dataset_teacher)
     if teacher.backend == "dataset":
         return DatasetRewriter(name, dataset_rewrites)

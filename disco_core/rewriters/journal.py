@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..io import short_hash
-from .base import Rewriter, Row
+from .base import FIRST_TURN, Rewriter, Row
 
 
 class RewriteJournal:
@@ -81,9 +81,15 @@ def run_rewriter(rewriter: Rewriter, turns: Sequence[dict], journal: RewriteJour
     A journaled row counts for its turn only while the turn reads the same (``input``: a hash of
     the utterance and history); each keeps ``seconds``, the wall time since the previous arrival
     (model loading excluded), so the time per turn survives a resume. Without a journal (rewrites
-    read, not written: dataset and file teachers) the rows are just collected."""
+    read, not written: dataset and file teachers) the rows are just collected. A generating
+    backend with ``first_turns = "as-written"`` gets no first turn: those keep the user's words,
+    status ``first-turn``, ``seconds`` None."""
     inputs = {t["query_id"]: short_hash([t["utterance"], t["history"]]) for t in turns}
     done = {q: r for q, r in (journal.load() if journal else {}).items() if r.get("input") == inputs.get(q)}
+    if rewriter.generates and rewriter.first_turns == "as-written":
+        done.update({t["query_id"]: {"query_id": t["query_id"], "text": t["utterance"], "status": FIRST_TURN,
+                                     "input": inputs[t["query_id"]], "seconds": None}
+                     for t in turns if not t["history"]})
     todo = [t for t in turns if t["query_id"] not in done]
     if not todo:
         return [done[t["query_id"]] for t in turns]
