@@ -10,7 +10,7 @@ def test_defaults_are_the_method_defaults():
     assert cfg.encoder.model == "splade-tiny"
     assert cfg.retrieval.k == 1000
     assert cfg.evaluation.metrics == ["mrr@10", "ndcg@3", "recall@10", "recall@100"]
-    assert cfg.conversation.answers == "last"
+    assert cfg.conversation.answers == "none"
 
 
 def test_file_and_overrides(tmp_path):

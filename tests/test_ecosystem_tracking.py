@@ -39,7 +39,8 @@ def test_a_training_and_evaluation_run_lands_in_the_store(tmp_path):
     history = [{"epoch": 1, "step": s, "loss": 1.0 / s, "kl": 0.5 / s} for s in (1, 2, 3)]
 
     store = Tracker(root=tmp_path / "mlflow", experiment="disco-test")
-    run_id = log_run(store, "train+report", params={"train": TrainConfig().model_dump(), "dataset": "embedded"},
+    train = TrainConfig(learning_rate=2e-4).model_dump()
+    run_id = log_run(store, "train+report", params={"train": train, "dataset": "embedded"},
                      metrics={"examples": 120}, evaluation=ev, history=history,
                      artifacts=[tmp_path / "report.md", tmp_path / "depth.png"], student=student,
                      tags={"disco.stage": "report"})
