@@ -71,7 +71,7 @@ def _(cfg, ds, teacher):
 @rewrite.models
 def _(cfg, ds, teacher):
     t = teacher.config
-    if t.backend != "hf":
+    if t.backend not in ("hf", "llamacpp"):
         return []  # a served model is known by its name alone (the openai backend's settings)
     return [(t.model, llm_file(t.model, t.gguf_file))]
 

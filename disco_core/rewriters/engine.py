@@ -36,8 +36,9 @@ def _import_llama_cpp():
     try:
         import llama_cpp
     except ImportError as exc:
-        raise RewriterError("backend 'llamacpp' needs llama-cpp-python: pip install -e '.[engine]' "
-                            f"(it builds llama.cpp from source; see docs/teachers.md) ({exc})") from None
+        raise RewriterError("backend 'llamacpp' needs llama-cpp-python: make install-engine (it builds llama.cpp "
+                            "from source: cmake and a C++ compiler), or run the teachers through transformers: "
+                            f"-c data/configs/hf-teachers.yaml ({exc})") from None
     except (OSError, RuntimeError) as exc:  # the package is there, its shared library is not loadable
         raise RewriterError(f"llama.cpp could not start: its library does not load ({exc})") from None
     if not getattr(_import_llama_cpp, "callback", None):
