@@ -54,7 +54,7 @@ def submit(graph: Graph, ids: list[str], force: list[str] = (),
     forced = set(graph.select(list(force))) if force else set()
     hits: dict[str, StageResult] = {}
     futures = {}
-    for node in graph.order(ids):
+    for node in graph.by_depth(graph.order(ids)):
         known = {**hits, **futures}
         inputs = {name: [known[i] for i in need] if isinstance(need, list) else known[need]
                   for name, need in node.needs.items()}

@@ -84,6 +84,16 @@ class Graph:
                 todo += _ids(self.nodes[node_id].needs)
         return [n for i, n in self.nodes.items() if i in keep]
 
+    def by_depth(self, nodes: list[Node]) -> list[Node]:
+        """``nodes`` (upstream first) re-ordered by depth, stably: what can start at once comes
+        before anything that waits. Why: a submitted task waits for its inputs inside a runner
+        thread; in insertion order the waiting spine stages held the threads while the second LLM
+        teacher queued behind them (a fresh default run rewrote with one teacher at a time)."""
+        depth: dict[str, int] = {}
+        for node in nodes:  # upstream first, so every need's depth is known (or outside: 0)
+            depth[node.id] = 1 + max((depth.get(i, 0) for i in _ids(node.needs)), default=0)
+        return sorted(nodes, key=lambda n: depth[n.id])
+
     def select(self, names: list[str]) -> list[str]:
         """Instance ids for stage names (every instance of the stage) or instance ids."""
         out = []

@@ -160,7 +160,7 @@ def test_teachers_rewrite_concurrently(run, tmp_path):
         spans = {short(i): (s["started"], s["finished"]) for i, s in summary.items() if short(i).startswith("rewrite")}
         (a0, a1), (b0, b1) = spans["rewrite[alpha]"], spans["rewrite[beta]"]
         assert a0 < b1 and b0 < a1, spans  # the two intervals overlap
-        assert server.requests == 2 * 302
+        assert server.requests == 2 * 250  # 302 turns, 52 of them first turns kept as written
     finally:
         server.close()
 
