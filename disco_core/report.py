@@ -2,11 +2,12 @@
 
 Rows: the student (0 LLM calls at inference), each teacher (1 LLM call per turn; 0 for people's
 rewrites, which are not available at search time either), the fused teachers, the last turn, and
-the untrained model on the full conversation. Columns: the metrics, query non-zeros, LLM calls, and
-measured query latency (rewriting, where the rewrite stage timed it, + encoding + search). ``*``
-marks a significant difference from the best teacher; a second table breaks the main metric down
-by turn depth; a plot shows effectiveness and query non-zeros against turn depth. Nothing here
-retrieves or scores: the evaluation (``disco_core.evaluation``) already holds every per-query value.
+the untrained model on the conversation as the student reads it. Columns: the metrics, query
+non-zeros, LLM calls, and measured query latency (rewriting, where the rewrite stage timed it, +
+encoding + search). ``*`` marks a significant difference from the best teacher; a second table
+breaks the main metric down by turn depth; a plot shows effectiveness and query non-zeros against
+turn depth. Nothing here retrieves or scores: the evaluation (``disco_core.evaluation``) already
+holds every per-query value.
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ class Reported(BaseModel):
 
 
 NAMES = {"student": "student (DiSCo)", FUSED_TEACHERS: "fused teachers ({fusion})", "last_turn": "last turn",
-         "conversation": "full conversation (untrained)"}
+         "conversation": "conversation (untrained)"}
 
 
 @stage("report", needs=("evaluate", "ingest", "rewrite", "encode_queries", "retrieve"), result=Reported,

@@ -185,7 +185,8 @@ def test_concurrent_runs_with_other_settings_keep_their_outputs_apart(indexed):
         stored, qids = vectors.load_vectors(results[ids[0]]["vectors"])
         encoder = SpladeEncoder("splade-tiny", max_length=n)
         turns = schemas.read_table("turns", results["ingest[embedded]"]["turns"]).to_pylist()
-        expected = encoder.encode(ConversationFormatter(encoder.tokenizer, n, "last").format_many(turns))
+        formatter = ConversationFormatter(encoder.tokenizer, n, cfg.conversation.answers)
+        expected = encoder.encode(formatter.format_many(turns))
         assert qids == [t["query_id"] for t in turns]
         assert np.abs((stored - expected).toarray()).max() < 1e-5
 
