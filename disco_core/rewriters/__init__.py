@@ -3,7 +3,7 @@
 - :class:`DatasetRewriter`: rewrites already in the tables (``human``, ``mtrag-mixtral``);
 - :class:`HFRewriter`: a local causal LM through transformers (GGUF files dequantized once and
   cached as safetensors), batched greedy decoding from a cached few-shot prefix: the reference path;
-- :class:`LlamaCppRewriter` (``backend: llamacpp``, optional extra ``disco[engine]``): GGUF models
+- :class:`LlamaCppRewriter` (``backend: llamacpp``, extra ``disco[engine]``, the default): GGUF models
   in llama.cpp, in process, several sequences decoded together over one shared few-shot prefix;
 - :class:`OpenAIRewriter`: any OpenAI-compatible chat endpoint (vLLM, llama.cpp's server, a hosted
   API) with bounded concurrency, timeouts, retries with backoff and a second pass over failed turns;
@@ -52,5 +52,6 @@ def source_modules() -> list:
 
 __all__ = ["FIRST_TURN", "Rewriter", "RewriterError", "Row", "DatasetRewriter", "FileRewriter", "HFRewriter",
            "OpenAIRewriter", "LlamaCppRewriter", "RewriteJournal", "run_rewriter", "make_rewriter", "teacher_name",
-           "clean_rewrite", "chat_messages", "completion_prompt", "render_conversation", "prompt_hash", "answer_is_settled",
-           "LLM_ALIASES", "LocalLLM", "SYSTEM_PROMPT", "FEW_SHOT", "PROMPT_VERSION", "source_modules"]
+           "clean_rewrite", "chat_messages", "completion_prompt", "render_conversation", "prompt_hash",
+           "answer_is_settled", "LLM_ALIASES", "LocalLLM", "SYSTEM_PROMPT", "FEW_SHOT", "PROMPT_VERSION",
+           "source_modules"]

@@ -1,4 +1,4 @@
-"""``backend: llamacpp``: GGUF models in llama.cpp, in this process (optional extra ``disco[engine]``).
+"""``backend: llamacpp``: GGUF models in llama.cpp, in this process (the extra ``disco[engine]``).
 
 The prompt is the one every backend uses: chat messages rendered with the model's own chat
 template (the one in the GGUF, rendered as transformers renders it), or the plain completion prompt
@@ -8,10 +8,11 @@ generation, at ``max_new_tokens``, or once its cleaned rewrite cannot change any
 
 ``weights``: ``bf16`` (default) converts the GGUF's tensors once to bfloat16 (cached next to the
 transformers path's safetensors): on these CPUs (AVX512-BF16) as fast as f32 for SmolLM2 and 1.24x
-for Gemma, with a quarter less peak memory (830 against 1085 MiB for SmolLM2), and 40/40 SmolLM2 and 38/40 Gemma rewrites the same as
-f32's; ``f32`` holds the very numbers the
-transformers path computes with, and is still faster than SmolLM2's Q4_1 kernels; ``f16``; ``gguf``
-uses the file as shipped (least memory; Gemma's Q4_K_M is as fast as f32).
+for Gemma, with a quarter less peak memory (830 against 1085 MiB for SmolLM2), and 40/40 SmolLM2
+and 38/40 Gemma rewrites the same as f32's; ``f32`` holds the very numbers the transformers path
+computes with, and is still faster than SmolLM2's Q4_1 kernels; ``f16``; ``gguf`` uses the file as
+shipped (least memory; Gemma's Q4_K_M is as fast as f32). The engine is the default teachers'
+backend: ``make install`` builds it (``disco[engine]``).
 """
 
 from __future__ import annotations
