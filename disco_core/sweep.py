@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 
-from .config import Config, apply_override, read_yaml, validate
+from .config import Config
+from .config_files import apply_override, read_yaml, validate
 from .errors import ConfigError
 
 SPEC_KEYS = {"name", "config", "set", "axes", "variants", "fusions", "baseline", "seeds", "metrics", "report"}

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    from disco_core.config import load_config
+    from disco_core.config_files import load_config
     from flows.pipeline import run
     from tasks.graph import plan
 
@@ -136,7 +136,7 @@ def _sweep(args) -> int:
 
 
 def _config(args) -> int:
-    from disco_core.config import load_config
+    from disco_core.config_files import load_config
 
     print(json.dumps(load_config(args.config, args.overrides).model_dump(), indent=2))
     return 0
@@ -152,7 +152,7 @@ def _stages(args) -> int:
 
 
 def _students(args) -> int:
-    from disco_core.config import load_config
+    from disco_core.config_files import load_config
     from disco_core.students import list_students
 
     cfg = load_config(args.config, args.overrides)
@@ -164,7 +164,7 @@ def _students(args) -> int:
 
 def _package(args) -> int:
     from disco_core import students
-    from disco_core.config import load_config
+    from disco_core.config_files import load_config
 
     folder = students.package(load_config(args.config, args.overrides).work_dir, args.student, args.out)
     print(f"packaged: {folder} (sentence_transformers.SparseEncoder({str(folder)!r}))")
@@ -173,7 +173,7 @@ def _package(args) -> int:
 
 def _publish(args) -> int:
     from disco_core import packaging, students
-    from disco_core.config import load_config
+    from disco_core.config_files import load_config
 
     folder = students.package(load_config(args.config, args.overrides).work_dir, args.student, args.out)
     print(f"published: {packaging.publish(folder, args.repo_id, private=args.private)}")

@@ -21,7 +21,8 @@ import tasks  # noqa: F401  (environment defaults, stage declarations)
 from prefect import flow, get_run_logger
 from prefect.exceptions import UpstreamTaskError
 
-from disco_core.config import Config, load_config
+from disco_core.config import Config
+from disco_core.config_files import load_config
 from tasks.cache import StageResult
 from tasks.graph import Graph, plan
 from tasks.run import options

@@ -1,6 +1,7 @@
 import pytest
 
-from disco_core.config import Config, load_config
+from disco_core.config import Config
+from disco_core.config_files import load_config
 from disco_core.errors import ConfigError
 
 

@@ -134,7 +134,7 @@ def test_publish_creates_the_repo_and_uploads_the_folder(saved, monkeypatch):
 
 
 def test_provenance_from_the_pipeline_config():
-    from disco_core.config import load_config
+    from disco_core.config_files import load_config
 
     cfg = load_config(overrides=["dataset.name=mtrag", "train.max_length=128", "distill.fusion=max"])
     teachers = [describe_teacher("mtrag-mixtral", "dataset", ["Mixtral-8x7B-Instruct (MTRAG official rewrite)"] * 3),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from disco_core.config import load_config
+from disco_core.config_files import load_config
 from disco_core.errors import DataError
 
 pytestmark = pytest.mark.slow

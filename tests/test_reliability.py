@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from disco_core.config import load_config
+from disco_core.config_files import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = logging.getLogger("test")
@@ -82,7 +82,7 @@ KILLED_INDEX = """
 import os, sys, time
 import numpy as np
 import tasks
-from disco_core.config import load_config
+from disco_core.config_files import load_config
 from tests.test_reliability import run_direct
 from disco_core import index_build
 real_put = index_build._Files.put_runs
@@ -155,7 +155,7 @@ def test_a_stage_another_process_builds_is_waited_for_or_named(indexed):
 CONCURRENT = """
 import sys
 import tasks
-from disco_core.config import load_config
+from disco_core.config_files import load_config
 from tests.test_reliability import run_direct
 cfg = load_config(None, [f"work_dir={sys.argv[1]}", f"encoder.query_max_length={sys.argv[2]}"])
 run_direct(cfg, ["encode_queries[embedded/conversation]"])
