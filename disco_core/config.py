@@ -203,7 +203,9 @@ class TeacherConfig(_Section):
     they belong in no cache key."""
 
     name: str | None = Field(None, description="teacher name (default: the dataset's teacher for backend=dataset)")
-    backend: Literal["dataset", "hf", "llamacpp", "openai", "file"] = "dataset"
+    backend: Literal["dataset", "hf", "llamacpp", "openai", "file", "question"] = Field(
+        "dataset", description="dataset: its own rewrites; hf/llamacpp: a local LLM; openai: a served one; file: "
+        "rewrites made elsewhere; question: no rewrite, the user's question as written (the last turn)")
     model: str | None = model_ref(None, description="hf/llamacpp: alias (smollm2-135m-instruct, gemma3-270m), hub id, "
                               "folder or .gguf file; openai: the served model name")
     gguf_file: str | None = Field(None, description="hf/llamacpp: GGUF file inside the model folder/repo")
@@ -257,6 +259,19 @@ def _default_teachers() -> list[TeacherConfig]:
 
 class DistillConfig(_Section):
     fusion: Literal["mean", "max", "per-teacher"] = Field("mean", description="how teachers' scores combine")
+    weights: dict[str, float] = Field({}, description="teacher name -> weight in the mean fusion (default 1 "
+                                      "each; `dataset`: the dataset's own rewrites, whatever they are called)")
+    normalise: Literal["none", "zscore"] = Field(
+        "none", description="each teacher's scores as they are (raw dot products, as DiSCo) or standardised "
+        "per query before fusing (zscore: no teacher weighs more for its score scale)")
+
+    @model_validator(mode="after")
+    def _weights(self) -> DistillConfig:
+        if any(not w > 0 for w in self.weights.values()):
+            raise ValueError(f"weights must be positive, got {self.weights}")
+        if self.weights and self.fusion != "mean":
+            raise ValueError(f"weights weigh the mean fusion; fusion is {self.fusion!r}")
+        return self
     teacher_k: int = Field(1000, gt=0, description="documents scored per teacher and query")
 
 

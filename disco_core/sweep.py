@@ -14,6 +14,9 @@ A sweep file (YAML)::
     fusions: [{name: rrf, method: rrf, variants: [student, rewrite]}]
     baseline: last_turn                    # significance is against this variant, cell by cell
     seeds: train.seed                      # averaged over (mean and std); default: train.seed if an axis
+    compare: fold                          # or {axis: fold, reference: govt}: compare-fold.md, each value
+                                           # against the reference (default: the first) on dev, paired
+                                           # over the other axes (disco_core/sweep_analysis.py)
 
 Every cell is an ordinary cached pipeline, so a repeated sweep runs nothing and a new axis value runs
 only its new cells. Leaderboard rows are (axes, variant) with each metric's mean and standard
@@ -34,7 +37,8 @@ from .config import Config
 from .config_files import apply_override, read_yaml, validate
 from .errors import ConfigError
 
-SPEC_KEYS = {"name", "config", "set", "axes", "variants", "fusions", "baseline", "seeds", "metrics", "report"}
+SPEC_KEYS = {"name", "config", "set", "axes", "variants", "fusions", "baseline", "seeds", "metrics", "report",
+             "compare"}
 STUDENTS_ALL = "students:*"  # a variant entry: every student trained in the work dir
 
 
@@ -60,6 +64,7 @@ class SweepSpec:
     baseline: str
     seeds: str | None
     metrics: list[str] | None = None
+    compare: dict | None = None  # {"axis": ..., "reference": ... or None}
     extra: dict = field(default_factory=dict)
 
 
@@ -123,7 +128,23 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
         _set(base, "evaluation.metrics", raw["metrics"], f"{path}: metrics")
     _set(base, "report.enabled", bool(raw.get("report", False)), str(path))
     return SweepSpec(str(raw.get("name") or path.stem), path, base, axes, variants, baseline, seeds,
-                     raw.get("metrics"))
+                     raw.get("metrics"), _compare(raw.get("compare"), axes, path))
+
+
+def _compare(value: Any, axes: dict, path: Path) -> dict | None:
+    """``compare: axis`` or ``{axis: ..., reference: ...}``, checked against the axes."""
+    if value is None:
+        return None
+    compare = {"axis": value, "reference": None} if isinstance(value, str) else _mapping(value, f"{path}: compare")
+    unknown = sorted(set(compare) - {"axis", "reference"})
+    if unknown or compare.get("axis") not in axes:
+        raise ConfigError(f"{path}: compare: expected an axis ({', '.join(axes)}) or {{axis: ..., reference: ...}}"
+                          f"{f'; unknown key(s) {unknown}' if unknown else ''}")
+    reference = compare.get("reference")
+    if reference is not None and str(reference) not in axes[compare["axis"]]:
+        raise ConfigError(f"{path}: compare.reference: {reference!r} is not a value of axis {compare['axis']} "
+                          f"({', '.join(axes[compare['axis']])})")
+    return {"axis": compare["axis"], "reference": None if reference is None else str(reference)}
 
 
 def _label(value: Any) -> str:

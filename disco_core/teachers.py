@@ -5,8 +5,12 @@ document's vector. ``teacher_scores`` keeps each teacher's top-k; ``fuse`` combi
 score level on the union of their candidates. Because the document vectors are at hand, a
 candidate that one teacher did not retrieve gets that teacher's exact score, not a guess.
 
-Fusion rules: ``mean`` (DiSCo's default: mean over the teachers that rewrote the turn), ``max``,
-and ``per-teacher`` (no fusion: each teacher's top-k is a separate target list).
+Fusion rules: ``mean`` (DiSCo's default: mean over the teachers that rewrote the turn; teacher
+weights make it a weighted mean), ``max``, and ``per-teacher`` (no fusion: each teacher's top-k is
+a separate target list). Scores are raw dot products, as in DiSCo; ``normalise="zscore"`` first
+standardises each teacher's scores over the query's candidates, so that no teacher weighs more
+for having a larger score scale, then gives the fused list the teachers' mean centre and spread back
+(the KL's targets keep the sharpness raw scores give them; only the teachers' relative say changes).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from . import schemas
 from .index import InvertedIndex
 
 FUSIONS = ("mean", "max", "per-teacher")
+NORMALISATIONS = ("none", "zscore")
 
 
 def teacher_scores(index: InvertedIndex, queries: sp.csr_matrix, query_ids: list[str], teacher: str,
@@ -37,15 +42,19 @@ def teacher_scores(index: InvertedIndex, queries: sp.csr_matrix, query_ids: list
 
 
 def fuse(scores: pa.Table, vectors: dict[str, tuple[sp.csr_matrix, list[str]]],
-         doc_matrix: sp.csr_matrix, doc_ids: list[str], rule: str = "mean", k: int | None = None) -> pa.Table:
+         doc_matrix: sp.csr_matrix, doc_ids: list[str], rule: str = "mean", k: int | None = None,
+         weights: dict[str, float] | None = None, normalise: str = "none") -> pa.Table:
     """Combine teachers into the ``targets`` table.
 
     ``scores``: the ``teacher_scores`` of every teacher; ``vectors``: each teacher's query vectors
     and their ids (to score the union exactly; a teacher without them, whose scores were imported,
     keeps its listed scores); ``doc_matrix``/``doc_ids``: the corpus vectors.
-    ``k`` caps each fused list (default: the size of the union)."""
+    ``k`` caps each fused list (default: the size of the union). ``weights``: teacher -> weight in
+    the mean (default 1 each); ``normalise``: ``none`` or ``zscore`` (module docstring)."""
     if rule not in FUSIONS:
         raise ValueError(f"unknown fusion {rule!r}; choose from {FUSIONS}")
+    if normalise not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {normalise!r}; choose from {NORMALISATIONS}")
     if rule == "per-teacher":
         renamed = scores.rename_columns(["query_id", "doc_id", "source", "rank", "score"])
         return schemas.validate("targets", renamed.select(schemas.TARGETS.names))
@@ -60,11 +69,10 @@ def fuse(scores: pa.Table, vectors: dict[str, tuple[sp.csr_matrix, list[str]]],
     for qid in sorted(rows):
         candidates = sorted(rows[qid], key=position.__getitem__)
         block = doc_matrix[[position[d] for d in candidates]]
-        per_teacher = [np.asarray((block @ vectors[t][0][teacher_rows[t][qid]].T).todense()).reshape(-1)
-                       for t in vectors if qid in teacher_rows[t]]
-        per_teacher += [_as_listed(listed[t][qid], candidates) for t in listed if qid in listed[t]]
-        matrix = np.column_stack(per_teacher)
-        fused = matrix.mean(axis=1) if rule == "mean" else matrix.max(axis=1)
+        per_teacher = {t: np.asarray((block @ vectors[t][0][teacher_rows[t][qid]].T).todense()).reshape(-1)
+                       for t in vectors if qid in teacher_rows[t]}
+        per_teacher |= {t: _as_listed(listed[t][qid], candidates) for t in listed if qid in listed[t]}
+        fused = _combine(per_teacher, rule, weights or {}, normalise)
         order = np.lexsort((np.arange(len(candidates)), -fused))[:k]
         out["query_id"] += [qid] * len(order)
         out["source"] += [f"fused:{rule}"] * len(order)
@@ -72,6 +80,20 @@ def fuse(scores: pa.Table, vectors: dict[str, tuple[sp.csr_matrix, list[str]]],
         out["rank"] += list(range(1, len(order) + 1))
         out["score"] += fused[order].astype(np.float32).tolist()
     return schemas.to_table("targets", out)
+
+
+def _combine(per_teacher: dict[str, np.ndarray], rule: str, weights: dict[str, float], normalise: str) -> np.ndarray:
+    """One query's fused scores over its candidates from each teacher's scores of them."""
+    matrix = np.column_stack(list(per_teacher.values()))
+    if normalise == "zscore":
+        centre, spread = matrix.mean(axis=0), matrix.std(axis=0)
+        matrix = (matrix - centre) / np.where(spread > 0, spread, 1.0)
+    if rule == "max":
+        fused = matrix.max(axis=1)
+    else:
+        w = np.asarray([weights.get(t, 1.0) for t in per_teacher])
+        fused = matrix @ w / w.sum()
+    return fused * spread.mean() + centre.mean() if normalise == "zscore" else fused
 
 
 def _listed_scores(scores: pa.Table, rescored: set[str]) -> dict[str, dict[str, dict[str, float]]]:

@@ -4,6 +4,7 @@
     disco run -c data/configs/mtrag.yaml --set retrieval.k=100
     disco run encode_queries --force encode_queries
     disco sweep -c data/configs/sweeps/mtrag-lodo.yaml
+    disco compare work/sweeps/recipe-seeds recipe   # a sweep axis's values compared on dev, by depth
     disco stages                      # the stages, as declared
     disco students                    # the students trained in the work dir
     disco package NAME                # a student as a sentence-transformers folder with a model card
@@ -74,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--force", action="append", default=[], metavar="STAGE",
                        help="rerun this stage (or instance) although it is fresh (repeatable)")
     sweep.add_argument("--dask", metavar="ADDRESS", help="run the cells on this Dask scheduler")
+    compare = sub.add_parser("compare", help="a finished sweep's axis: each value against a reference on dev "
+                             "(paired over the other axes), test beside, and by turn depth")
+    compare.add_argument("sweep", help="the sweep's folder (<work_dir>/sweeps/<name>)")
+    compare.add_argument("axis", help="the axis to compare (e.g. recipe)")
+    compare.add_argument("--reference", help="the value compared against (default: the axis's first)")
     sub.add_parser("stages", help="list the stages as declared")
     students = sub.add_parser("students", help="list the students trained in a work dir")
     students.add_argument("-c", "--config", help="YAML config (its work_dir)")
@@ -132,6 +138,15 @@ def _sweep(args) -> int:
     result = run_sweep(args.config, args.overrides, args.force, dask_address=args.dask)
     print("\n" + Path(result["leaderboard_md"]).read_text())
     print(f"leaderboard: {result['leaderboard_md']}")
+    return 0
+
+
+def _compare(args) -> int:
+    from flows.sweep import compare_sweep
+
+    path = compare_sweep(args.sweep, args.axis, args.reference)
+    print(path.read_text())
+    print(f"written: {path} (and {path.with_suffix('.parquet').name})")
     return 0
 
 
@@ -208,7 +223,7 @@ def _datasets(args) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "sweep": _sweep, "config": _config, "stages": _stages, "students": _students,
+_COMMANDS = {"run": _run, "sweep": _sweep, "compare": _compare, "config": _config, "stages": _stages, "students": _students,
              "datasets": _datasets, "package": _package, "publish": _publish, "export-teachers": _export_teachers}
 
 

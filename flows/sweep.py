@@ -13,6 +13,7 @@ keeps a Prefect progress artifact up to date.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -22,10 +23,13 @@ import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
 
 from disco_core import students as students_lib
-from disco_core import latex, leaderboard
+from disco_core import latex, leaderboard, schemas, vectors
 from disco_core import sweep as sweep_lib
+from disco_core import sweep_analysis
+from disco_core.errors import DataError
 from disco_core.evaluation import Evaluation
 from disco_core.io import write_json_atomic, write_text_atomic
+from tasks.cache import read_manifest
 from tasks.graph import Graph, plan
 from tasks.planner import Planner
 
@@ -73,6 +77,8 @@ def disco_sweep(sweep_path: str, overrides: list[str] | None = None, force: list
     out = write_leaderboard(spec, cells, evaluations, cells[0].config.work_path / "sweeps" / spec.name, dev)
     write_json_atomic(out / "cells.json", [{"cell": c.name, **c.labels, "evaluate": str(results[t].folder)}
                                            for c, t in zip(cells, targets)])
+    if spec.compare:
+        compare_sweep(out, spec.compare["axis"], spec.compare.get("reference"))
     summary_rows = pq.read_table(out / "summary.parquet").to_pylist()
     text = (out / "leaderboard.md").read_text()
     create_table_artifact(key=re.sub(r"[^a-z0-9-]+", "-", f"disco-sweep-{spec.name}".lower()), table=summary_rows,
@@ -106,6 +112,47 @@ def write_leaderboard(spec, cells, evaluations, out: Path, dev: list | None = No
         label=f"tab:{spec.name}"))
     leaderboard.plot(summary_rows, metrics[0], spec, out / "leaderboard.png")
     return out
+
+
+def compare_sweep(folder: str | Path, axis: str, reference: str | None = None) -> Path:
+    """``compare-<axis>.md`` and ``.parquet`` in a finished sweep's folder: each value of ``axis``
+    against ``reference`` on dev (paired over the other axes), test beside, and the main metric and
+    query non-zeros by turn depth (disco_core.sweep_analysis). Reads the folders only: any sweep
+    run before, by this version or an earlier one, is analysed without rerunning a stage."""
+    folder = Path(folder)
+    for name in ("leaderboard.parquet", "cells.json"):
+        if not (folder / name).exists():
+            raise DataError(folder, f"no {name}: not the folder of a finished sweep")
+    cells = json.loads((folder / "cells.json").read_text())
+    axes = [k for k in cells[0] if k not in ("cell", "evaluate")] if cells else []
+    rows = pq.read_table(folder / "leaderboard.parquet").to_pylist()
+    comparison = sweep_analysis.dev_comparison(rows, axes, axis, reference)
+    scores = [_cell_scores(folder.parent.parent, cell, axes, rows) for cell in cells]
+    depth = sweep_analysis.depth_table(scores, axis)
+    pq.write_table(leaderboard.to_table(comparison), folder / f"compare-{axis}.parquet")
+    write_text_atomic(folder / f"compare-{axis}.md", sweep_analysis.markdown(comparison, depth, axis))
+    return folder / f"compare-{axis}.md"
+
+
+def _cell_scores(work: Path, cell: dict, axes: list[str], rows: list[dict]) -> sweep_analysis.CellScores:
+    """A cell's per-query scores (variants named as the sweep names them), turn numbers and query
+    non-zeros, from its evaluation folder and the inputs its manifest lists."""
+    labels = {a: str(cell[a]) for a in axes}
+    folder = work.joinpath(*Path(cell["evaluate"]).parts[-3:])  # <work>/<dataset>/evaluate/<instance>
+    names = {r["evaluated_as"]: r["variant"] for r in rows if all(str(r[a]) == labels[a] for a in axes)}
+    ev = Evaluation.load(folder)
+    inputs = [work / key for key in (read_manifest(folder) or {}).get("parts", {}).get("inputs", {})]
+    turns = next((p for p in inputs if p.name == "turns.parquet"), None)
+    if turns is None:
+        raise DataError(folder, "its manifest lists no turns table")
+    turn_of = dict(zip(*schemas.read_table("turns", turns, columns=["query_id", "turn"]).to_pydict().values()))
+    nonzeros = {}
+    for path in (p for p in inputs if p.name == "vectors.npz" and "encode_queries" in p.parts):
+        variant = schemas.read_table("queries", path.with_name("queries.parquet"), columns=["variant"])["variant"][0].as_py()
+        matrix, ids = vectors.load_vectors(path)
+        nonzeros[names.get(variant, variant)] = dict(zip(ids, matrix.getnnz(axis=1).tolist()))
+    scores = {names.get(v, v): s for v, s in ev.per_query.items()}
+    return sweep_analysis.CellScores(labels, scores, turn_of, nonzeros)
 
 
 def run_sweep(sweep_path: str, overrides: list[str] | None = None, force: list[str] | None = None,

@@ -136,7 +136,8 @@ class Fused(BaseModel):
 
 
 @stage("fuse", needs=("score_teachers", "encode_queries", "encode_corpus"), result=Fused,
-       keys=("distill.fusion", "distill.teacher_k"), outputs={"targets": "targets.parquet"})
+       keys=("distill.fusion", "distill.teacher_k", "distill.weights", "distill.normalise"),
+       outputs={"targets": "targets.parquet"})
 def fuse(ctx: Context) -> Fused:
     """Teachers combined at the score level on the union of their candidates: targets.parquet."""
     cfg = ctx.cfg
@@ -148,10 +149,24 @@ def fuse(ctx: Context) -> Fused:
     imported = {t.name for t in ctx.params["teachers"] if t.config.scores}
     query_vectors = {n: vectors.load_vectors(e["vectors"]) for n, e in zip(names, encoded) if n not in imported}
     doc_matrix, doc_ids = corpus_vectors(ctx.inputs["encode_corpus"])
-    targets = teachers.fuse(table, query_vectors, doc_matrix, doc_ids, cfg.distill.fusion, k=cfg.distill.teacher_k)
+    weights = teacher_weights(cfg.distill.weights, ctx.params["teachers"])
+    targets = teachers.fuse(table, query_vectors, doc_matrix, doc_ids, cfg.distill.fusion, k=cfg.distill.teacher_k,
+                            weights=weights, normalise=cfg.distill.normalise)
     schemas.write_table("targets", targets, ctx.out("targets"))
     ctx.log.info("fuse: %s over %s: %d targets", cfg.distill.fusion, names, targets.num_rows)
     return Fused(fusion=cfg.distill.fusion, teachers=names, targets=targets.num_rows)
+
+
+def teacher_weights(weights: dict[str, float], refs) -> dict[str, float]:
+    """``distill.weights`` by the teachers' names on this dataset (``dataset``: its own rewrites)."""
+    from disco_core.errors import ConfigError
+
+    names = {ref.name: ref.name for ref in refs} | {"dataset": r.name for r in refs if r.config.backend == "dataset"}
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ConfigError(f"distill.weights: no teacher {', '.join(map(repr, unknown))}; "
+                          f"the teachers are {', '.join(names)}")
+    return {names[key]: w for key, w in weights.items()}
 
 
 @fuse.wire
@@ -161,6 +176,7 @@ def _(plan, ds, teachers=()):
         from disco_core.errors import ConfigError
 
         raise ConfigError("teachers: a student needs at least one teacher")
+    teacher_weights(plan.cfg.distill.weights, refs)  # an unknown name fails at planning
     return {"scores": [plan.node("score_teachers", ds=ds, teacher=t) for t in refs],
             "queries": [plan.node("encode_queries", ds=ds, variant=Variant("rewrite", teacher=t.name)) for t in refs],
             "encode_corpus": plan.node("encode_corpus", ds=ds)}

@@ -3,6 +3,8 @@
 import math
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 import scipy.sparse as sp
 import torch
@@ -119,6 +121,52 @@ def test_fusion_rules_use_exact_scores_on_the_union():
     assert sorted(set(per["source"])) == ["A", "B"] and len(per["doc_id"]) == 3
     with pytest.raises(ValueError):
         fuse(scores, vectors, docs, doc_ids, "median")
+
+
+def test_teacher_weights_and_zscore_change_who_has_the_say():
+    """A and B disagree; B's scores are twice as large. The raw mean follows B; weights can turn it
+    to A; z-scores cancel the scale, so two opposite teachers tie (at their mean centre)."""
+    docs = sp.csr_matrix(np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], dtype=np.float32))
+    doc_ids = ["d0", "d1", "d2", "d3"]
+    scores = schemas.to_table("teacher_scores", {
+        "query_id": ["q", "q", "q"], "doc_id": ["d0", "d3", "d2"], "teacher": ["A", "A", "B"],
+        "rank": [1, 2, 1], "score": [2.0, 2.0, 4.0]})
+    vectors = {"A": (sp.csr_matrix(np.array([[2, 0, 0]], dtype=np.float32)), ["q"]),
+               "B": (sp.csr_matrix(np.array([[0, 0, 4]], dtype=np.float32)), ["q"])}
+    weighted = fuse(scores, vectors, docs, doc_ids, "mean", weights={"A": 3.0}).to_pydict()
+    assert list(zip(weighted["doc_id"], weighted["score"])) == [("d0", 1.5), ("d3", 1.5), ("d2", 1.0)]
+    z = fuse(scores, vectors, docs, doc_ids, "mean", normalise="zscore").to_pydict()
+    assert z["score"] == pytest.approx([4 / 3] * 3)
+    alone = {"A": vectors["A"]}
+    only_a = scores.filter(pa.compute.equal(scores["teacher"], "A"))
+    assert fuse(only_a, alone, docs, doc_ids, normalise="zscore").to_pydict()["score"] == \
+        pytest.approx(fuse(only_a, alone, docs, doc_ids).to_pydict()["score"])  # one teacher: unchanged
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        fuse(scores, vectors, docs, doc_ids, normalise="rank")
+
+
+def test_teacher_weights_name_configured_teachers(tmp_path):
+    from disco_core.config_files import validate
+    from disco_core.errors import ConfigError
+    from tasks.graph import plan
+
+    cfg = validate({"work_dir": str(tmp_path), "distill": {"weights": {"dataset": 2.0, "gemma3": 0.5}}}, "")
+    plan(cfg)  # the dataset's own rewrites by their alias, an LLM teacher by its name
+    with pytest.raises(ConfigError, match="distill.weights: no teacher 'nobody'; the teachers are human, smollm2"):
+        plan(validate({"work_dir": str(tmp_path), "distill": {"weights": {"nobody": 2.0}}}, ""))
+    with pytest.raises(ConfigError, match="weights weigh the mean fusion"):
+        validate({"distill": {"fusion": "max", "weights": {"human": 2.0}}}, "")
+
+
+def test_the_question_teacher_is_the_turn_as_written():
+    from disco_core.config import TeacherConfig
+    from disco_core.rewriters import make_rewriter
+
+    rewriter = make_rewriter(TeacherConfig(name="asked", backend="question"), "human")
+    rows = []
+    rewriter.rewrite([{"query_id": "c_2", "utterance": "and its height?"}], rows.append)
+    assert rows == [{"query_id": "c_2", "text": "and its height?", "status": "as-written"}]
+    assert rewriter.llm_calls_per_turn == 0 and not rewriter.generates
 
 
 def test_teacher_without_a_rewrite_is_left_out_of_the_mean():

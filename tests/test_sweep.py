@@ -51,6 +51,8 @@ def write_spec(path: Path, work: Path, **changes) -> Path:
     ({"baseline": "conversation"}, "baseline 'conversation' is not among the variants"),
     ({"axes": {"evaluation.split": ["all"]}}, "overlaps the training split"),
     ({"axes": {"train.name": ["same", "same2"], "train.seed": [1, 2]}}, "two configurations need it"),
+    ({"compare": "colour"}, "compare: expected an axis (train.seed)"),
+    ({"compare": {"axis": "train.seed", "reference": "7"}}, "compare.reference: '7' is not a value of axis train.seed"),
 ])
 def test_bad_specs_fail_before_any_work(tmp_path, changes, message):
     from flows.sweep import plan_sweep
@@ -132,6 +134,44 @@ def test_a_sweep_writes_one_leaderboard_and_reruns_only_new_cells(local_sweep):
     ran = {i.split("[")[0] for i, s in third["stages"].items() if not s["cache_hit"]}
     assert ran == {"train", "encode_queries", "retrieve", "evaluate"}
     assert sum(not s["cache_hit"] for s in third["stages"].values()) == 4
+
+
+@pytest.mark.slow
+def test_a_sweep_compares_an_axis_on_dev_paired_over_seeds(local_sweep, capsys):
+    """``compare: recipe``: each recipe against the reference on the students' dev scores, paired over
+    the seeds, with test beside and MRR@10 / query non-zeros by turn depth; ``disco compare``
+    rebuilds the same file from the folder alone, and a wrong axis is one line and exit 2."""
+    from flows.cli import main
+    from flows.sweep import run_sweep
+
+    _, tmp, _ = local_sweep
+    spec = write_spec(tmp / "recipes.yaml", tmp / "work", name="recipes", compare={"axis": "recipe", "reference": "slow"}, axes={
+        "recipe": {"slow": {"train.learning_rate": 5e-5}, "fast": {"train.learning_rate": 5e-4}}, "train.seed": [1, 2]})
+    text = yaml.safe_load(spec.read_text())
+    text["set"]["train.dev_fraction"] = 0.15
+    spec.write_text(yaml.safe_dump(text))
+    folder = Path(run_sweep(str(spec))["folder"])
+
+    rows = [r for r in pq.read_table(folder / "leaderboard.parquet").to_pylist() if r["variant"] == "student"]
+    dev = {(r["recipe"], r["train.seed"]): r["dev mrr@10"] for r in rows}
+    [compared] = pq.read_table(folder / "compare-recipe.parquet").to_pylist()
+    assert (compared["value"], compared["reference"], compared["pairs"]) == ("fast", "slow", 2)
+    expected = sum(dev[("fast", s)] - dev[("slow", s)] for s in ("1", "2")) / 2
+    assert compared["dev mrr@10 diff"] == pytest.approx(expected)
+    assert 0 <= compared["dev mrr@10 t p"] <= 1 and compared["mrr@10 wins"] in (0, 1, 2)
+    written = (folder / "compare-recipe.md").read_text()
+    assert "| fast | 2 |" in written and "| slow | student |" in written and "| fast | last_turn |" in written
+
+    (folder / "compare-recipe.md").unlink()
+    assert main(["compare", str(folder), "recipe", "--reference", "slow"]) == 0
+    assert (folder / "compare-recipe.md").read_text() == written
+    judged = rows[0]["n_queries"]
+    depth_counts = [int(x) for x in written.split("| slow | student |")[1].splitlines()[0].split("|")[-5:-1]]
+    assert sum(depth_counts) == 2 * judged  # every judged turn of both seeds' cells, in one bucket each
+    capsys.readouterr()
+    assert main(["compare", str(folder), "colour"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("disco: error: compare: 'colour' is not an axis") and len(err.splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -7,7 +7,8 @@
   in llama.cpp, in process, several sequences decoded together over one shared few-shot prefix;
 - :class:`OpenAIRewriter`: any OpenAI-compatible chat endpoint (vLLM, llama.cpp's server, a hosted
   API) with bounded concurrency, timeouts, retries with backoff and a second pass over failed turns;
-- :class:`FileRewriter`: a TSV/JSONL of ``query_id`` and text made elsewhere.
+- :class:`FileRewriter`: a TSV/JSONL of ``query_id`` and text made elsewhere;
+- :class:`QuestionRewriter` (``backend: question``): no rewrite, the question as written.
 
 Every generating backend runs under :func:`run_rewriter`, which journals each finished rewrite
 (:class:`RewriteJournal`), so a failure or a kill loses nothing and a rerun resumes with the turns
@@ -31,7 +32,7 @@ from .journal import RewriteJournal, run_rewriter
 from .local import LLM_ALIASES, LocalLLM
 from .prompt import (FEW_SHOT, PROMPT_VERSION, SYSTEM_PROMPT, answer_is_settled, chat_messages, clean_rewrite,
                      completion_prompt, prompt_hash, render_conversation)
-from .read import DatasetRewriter, FileRewriter
+from .read import DatasetRewriter, FileRewriter, QuestionRewriter
 
 
 def __getattr__(name: str):
@@ -50,7 +51,7 @@ def source_modules() -> list:
     return [sys.modules[__name__], base, endpoint, engine, factory, hf, journal, llamacpp, local, prompt, read]
 
 
-__all__ = ["FIRST_TURN", "Rewriter", "RewriterError", "Row", "DatasetRewriter", "FileRewriter", "HFRewriter",
+__all__ = ["FIRST_TURN", "Rewriter", "RewriterError", "Row", "DatasetRewriter", "FileRewriter", "QuestionRewriter", "HFRewriter",
            "OpenAIRewriter", "LlamaCppRewriter", "RewriteJournal", "run_rewriter", "make_rewriter", "teacher_name",
            "clean_rewrite", "chat_messages", "completion_prompt", "render_conversation", "prompt_hash",
            "answer_is_settled", "LLM_ALIASES", "LocalLLM", "SYSTEM_PROMPT", "FEW_SHOT", "PROMPT_VERSION",

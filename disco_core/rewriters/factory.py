@@ -9,7 +9,7 @@ from pathlib import Path
 from .base import Rewriter, RewriterError
 from .endpoint import OpenAIRewriter
 from .hf import HFRewriter
-from .read import DatasetRewriter, FileRewriter
+from .read import DatasetRewriter, FileRewriter, QuestionRewriter
 
 DEFAULT_LLM = "smollm2-135m-instruct"
 
@@ -27,6 +27,8 @@ def _backend(teacher, dataset_teacher: str, dataset_rewrites: Iterable[dict], ca
     name = teacher_name(teacher, dataset_teacher)
     if teacher.backend == "dataset":
         return DatasetRewriter(name, dataset_rewrites)
+    if teacher.backend == "question":
+        return QuestionRewriter(name)
     if teacher.backend == "file":
         if not teacher.path:
             raise RewriterError(f"teacher {name!r}: backend 'file' needs a path")

@@ -1,4 +1,5 @@
-"""Rewriters that read rewrites made elsewhere: the dataset's own, or a file."""
+"""Rewriters that read rewrites made elsewhere (the dataset's own, or a file), or take the question
+as written (the last turn as a teacher)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,22 @@ class DatasetRewriter(Rewriter):
             row = self.rows.get(turn["query_id"])
             if row is not None:
                 on_result({"query_id": turn["query_id"], "text": row["text"], "status": row.get("status") or "ok"})
+
+
+class QuestionRewriter(Rewriter):
+    """No rewrite: each turn's question as the user wrote it. As a teacher beside an LLM's rewrites,
+    it pulls the student towards what the last turn alone retrieves (which the student falls below
+    out of domain: docs/recipe_study.md)."""
+
+    generates = False
+    llm_calls_per_turn = 0
+
+    def __init__(self, teacher: str):
+        self.teacher = teacher
+
+    def rewrite(self, turns, on_result):
+        for turn in turns:
+            on_result({"query_id": turn["query_id"], "text": turn["utterance"], "status": "as-written"})
 
 
 class FileRewriter(Rewriter):
