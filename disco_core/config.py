@@ -281,6 +281,8 @@ class TrainData(_Section):
     dataset: str
     split: str = "train"
     path: str | None = Field(None, description="source folder (default: the registry's)")
+    dev: bool = Field(True, description="set train.dev_fraction of this part aside as dev (false: train on all "
+                      "of it, so that a mixture's added data leaves the dev set, and the choices made on it, as they were)")
 
     @field_validator("split")
     @classmethod

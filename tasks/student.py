@@ -92,7 +92,8 @@ def _turns(ctx: Context, i: int, part) -> tuple[list[dict], list[dict]]:
     cfg = ctx.cfg
     turns = schemas.read_table("turns", ctx.inputs["ingest"][i]["turns"]).to_pylist()
     chosen = splits.select(part.split, turns, cfg.split.test_fraction, cfg.split.seed)
-    rest, dev = splits.set_aside(chosen, cfg.train.dev_fraction, cfg.split.seed)
+    fraction = cfg.train.dev_fraction if part.config is None or part.config.dev else 0.0
+    rest, dev = splits.set_aside(chosen, fraction, cfg.split.seed)
     return splits.turns_in(turns, rest), splits.turns_in(turns, dev)
 
 

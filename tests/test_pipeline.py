@@ -184,6 +184,24 @@ def test_per_teacher_targets_train_an_example_per_teacher(run):
     assert "fused teachers" not in (folder(summary, "report[test]") / "report.md").read_text()
 
 
+def test_teacher_weights_and_normalisation_refit_only_the_targets(run):
+    run()
+    for setting in ("distill.normalise=zscore", "distill.weights={dataset: 3.0}"):
+        ran, summary = run(setting)
+        assert ran == {"fuse"} | STUDENT | {"evaluate[test]", "report[test]"}, setting
+
+
+def test_a_mixture_part_can_stay_out_of_dev(run):
+    """``dev: false``: the part trains whole; the dev set is the other parts' alone."""
+    data = "train.data=[{dataset: embedded, split: train}, {dataset: embedded, split: train, dev: false}]"
+    ran, summary = run("train.dev_fraction=0.2", data, targets=["train"])
+    trained = next(s for i, s in summary.items() if i.startswith("train["))
+    provenance = json.loads((Path(trained["folder"]) / "student.json").read_text())
+    first, second = provenance["data"]
+    assert first["dev_turns"] > 0 and second["dev_turns"] == 0
+    assert second["train_turns"] == first["train_turns"] + first["dev_turns"]
+
+
 def test_targets_and_force(run):
     ran, summary = run(targets=["index"])
     assert {short(i) for i in summary} == {"ingest", "encode_corpus", "index"}
