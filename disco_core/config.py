@@ -11,6 +11,7 @@ how the pipeline treats them, once, here:
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -267,10 +268,12 @@ class DistillConfig(_Section):
 
     @model_validator(mode="after")
     def _weights(self) -> DistillConfig:
-        if any(not w > 0 for w in self.weights.values()):
-            raise ValueError(f"weights must be positive, got {self.weights}")
+        if any(not (w > 0 and math.isfinite(w)) for w in self.weights.values()):
+            raise ValueError(f"weights must be positive and finite, got {self.weights}")
         if self.weights and self.fusion != "mean":
             raise ValueError(f"weights weigh the mean fusion; fusion is {self.fusion!r}")
+        if self.normalise != "none" and self.fusion == "per-teacher":
+            raise ValueError("normalise applies to fused teachers; fusion is 'per-teacher'")
         return self
     teacher_k: int = Field(1000, gt=0, description="documents scored per teacher and query")
 

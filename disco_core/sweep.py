@@ -137,14 +137,15 @@ def _compare(value: Any, axes: dict, path: Path) -> dict | None:
         return None
     compare = {"axis": value, "reference": None} if isinstance(value, str) else _mapping(value, f"{path}: compare")
     unknown = sorted(set(compare) - {"axis", "reference"})
-    if unknown or compare.get("axis") not in axes:
+    if unknown or not isinstance(compare.get("axis"), str) or compare["axis"] not in axes:
         raise ConfigError(f"{path}: compare: expected an axis ({', '.join(axes)}) or {{axis: ..., reference: ...}}"
                           f"{f'; unknown key(s) {unknown}' if unknown else ''}")
     reference = compare.get("reference")
-    if reference is not None and str(reference) not in axes[compare["axis"]]:
+    reference = None if reference is None else _label(reference)  # as the axis labels its values
+    if reference is not None and reference not in axes[compare["axis"]]:
         raise ConfigError(f"{path}: compare.reference: {reference!r} is not a value of axis {compare['axis']} "
                           f"({', '.join(axes[compare['axis']])})")
-    return {"axis": compare["axis"], "reference": None if reference is None else str(reference)}
+    return {"axis": compare["axis"], "reference": reference}
 
 
 def _label(value: Any) -> str:

@@ -18,9 +18,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .leaderboard import DEV
 
-DEV = "dev mrr@10"  # the column leaderboard rows carry the student's dev score in
-DEPTHS = ((1, 1, "1"), (2, 3, "2-3"), (4, 6, "4-6"), (7, 10**9, "7+"))  # turn buckets of similar sizes
+DEPTHS = ((1, 1, "1"), (2, 3, "2-3"), (4, 6, "4-6"), (7, 10**9, "7+"))  # about even on MTRAG's test turns
 
 
 def depth_of(turn: int) -> str:
@@ -49,15 +49,18 @@ def _axis_values(rows: list[dict], axis: str, axes: list[str], reference: str | 
 
 
 def _paired_p(candidate: list[float], reference: list[float]) -> tuple[float | None, float | None]:
-    """(paired t-test p, Wilcoxon p); 1.0 when every pair is equal, None with fewer than 2 pairs."""
+    """(paired t-test p, Wilcoxon p); 1.0 when every pair is equal; None with fewer than 2 pairs, and
+    for the t-test when every difference is the same (its variance is 0: no test)."""
+    import numpy as np
     from scipy import stats
 
     if len(candidate) < 2:
         return None, None
-    if all(c == r for c, r in zip(candidate, reference)):
+    diff = np.asarray(candidate) - np.asarray(reference)
+    if not diff.any():
         return 1.0, 1.0
-    return (float(stats.ttest_rel(candidate, reference).pvalue),
-            float(stats.wilcoxon(candidate, reference).pvalue))
+    t = None if np.ptp(diff) <= 1e-12 * np.abs(diff).max() else float(stats.ttest_rel(candidate, reference).pvalue)
+    return t, float(stats.wilcoxon(candidate, reference).pvalue)
 
 
 def dev_comparison(rows: list[dict], axes: list[str], axis: str, reference: str | None = None,
@@ -93,13 +96,24 @@ def _compared(metric: str, pairs: list[tuple], mine: dict, ref: dict) -> dict:
             f"{metric} wins": sum(x > y for x, y in zip(a, b)), f"{metric} t p": t, f"{metric} wilcoxon p": w}
 
 
+def matched(cells: list[CellScores], axis: str) -> list[CellScores]:
+    """The cells whose other axes' values every value of ``axis`` has: so each value's pooled rows
+    cover the same folds, seeds and turns."""
+    values = {c.labels[axis] for c in cells}
+    rest = (lambda c: tuple(v for k, v in sorted(c.labels.items()) if k != axis))
+    seen: dict[tuple, set] = defaultdict(set)
+    for c in cells:
+        seen[rest(c)].add(c.labels[axis])
+    return [c for c in cells if seen[rest(c)] == values]
+
+
 def depth_table(cells: list[CellScores], axis: str | None, variants: tuple[str, ...] = ("student", "last_turn"),
                 metric: str = "mrr@10") -> list[dict]:
     """``metric`` and query non-zeros by turn depth, one row per (value of ``axis``, variant), every
-    judged turn of every cell with that value pooled (folds and seeds together)."""
+    judged turn of the matched cells (:func:`matched`) with that value pooled (folds and seeds together)."""
     values: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     nonzeros: dict[tuple, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for cell in cells:
+    for cell in (matched(cells, axis) if axis else cells):
         group = cell.labels[axis] if axis else "all"
         for variant in variants:
             for query, value in cell.scores.get(variant, {}).get(metric, {}).items():
@@ -127,10 +141,12 @@ def markdown(comparison: list[dict], depth: list[dict], axis: str, metric: str =
     """The comparison and the depth table as Markdown (``-``: not measured)."""
     from .evaluation import label
 
-    reference = comparison[0]["reference"] if comparison else ""
-    lines = [f"# {axis}: each value against `{reference}`", "",
+    test_metrics = tuple(m for m in test_metrics if not comparison or f"{m} diff" in comparison[0])
+    title = f"# {axis}: each value against `{comparison[0]['reference']}`" if comparison else f"# {axis}"
+    lines = [title, "",
              "Pairs: cells equal on every other axis (seeds included). Dev decides; test is reported only. "
-             "p: paired t-test / Wilcoxon signed-rank over the pairs.", "",
+             "p: paired t-test / Wilcoxon signed-rank over the pairs (`-`: no test; Wilcoxon's smallest "
+             "two-sided p is 0.0625 with 5 pairs, 0.031 with 6); test p: paired t-test.", "",
              f"| {axis} | pairs | dev MRR@10 | reference | diff | wins | p (t / W) | "
              + " | ".join(f"test {label(m)} diff | p" for m in test_metrics) + " |",
              "|---|---:|---:|---:|---:|---:|---|" + "---:|---|" * len(test_metrics)]
@@ -141,7 +157,9 @@ def markdown(comparison: list[dict], depth: list[dict], axis: str, metric: str =
         lines.append("| " + " | ".join(cells) + " |")
     if depth:
         names = [d for *_, d in DEPTHS]
-        lines += ["", f"## {label(metric)} and query non-zeros by turn depth (judged test turns, every cell pooled)", "",
+        lines += ["", f"## {label(metric)} and query non-zeros by turn depth", "",
+                  "The judged turns of every cell's evaluation split, pooled over the cells that every value "
+                  "has (folds and seeds together); n: turns x cells.", "",
                   f"| {axis} | variant | " + " | ".join(f"q nnz {d}" for d in names) + " | "
                   + " | ".join(f"{label(metric)} {d}" for d in names) + " | " + " | ".join(f"n {d}" for d in names) + " |",
                   "|---|---|" + "---:|" * (3 * len(names))]
@@ -157,4 +175,4 @@ def _f(value: float | None, sign: str = "", digits: int = 4) -> str:
 
 
 def _p(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2g}"
+    return "-" if value is None or math.isnan(value) else f"{value:.2g}"

@@ -85,15 +85,14 @@ def fuse(scores: pa.Table, vectors: dict[str, tuple[sp.csr_matrix, list[str]]],
 def _combine(per_teacher: dict[str, np.ndarray], rule: str, weights: dict[str, float], normalise: str) -> np.ndarray:
     """One query's fused scores over its candidates from each teacher's scores of them."""
     matrix = np.column_stack(list(per_teacher.values()))
+    w = np.asarray([weights.get(t, 1.0) for t in per_teacher])
+    w = w / w.sum()
     if normalise == "zscore":
         centre, spread = matrix.mean(axis=0), matrix.std(axis=0)
         matrix = (matrix - centre) / np.where(spread > 0, spread, 1.0)
-    if rule == "max":
-        fused = matrix.max(axis=1)
-    else:
-        w = np.asarray([weights.get(t, 1.0) for t in per_teacher])
-        fused = matrix @ w / w.sum()
-    return fused * spread.mean() + centre.mean() if normalise == "zscore" else fused
+    fused = matrix.max(axis=1) if rule == "max" else matrix @ w
+    # back on the teachers' (weighted) mean scale, so the KL's targets stay about as sharp as raw
+    return fused * (spread @ w) + centre @ w if normalise == "zscore" else fused
 
 
 def _listed_scores(scores: pa.Table, rescored: set[str]) -> dict[str, dict[str, dict[str, float]]]:

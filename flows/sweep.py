@@ -26,7 +26,7 @@ from disco_core import students as students_lib
 from disco_core import latex, leaderboard, schemas, vectors
 from disco_core import sweep as sweep_lib
 from disco_core import sweep_analysis
-from disco_core.errors import DataError
+from disco_core.errors import DataError, DiscoError
 from disco_core.evaluation import Evaluation
 from disco_core.io import write_json_atomic, write_text_atomic
 from tasks.cache import read_manifest
@@ -77,8 +77,11 @@ def disco_sweep(sweep_path: str, overrides: list[str] | None = None, force: list
     out = write_leaderboard(spec, cells, evaluations, cells[0].config.work_path / "sweeps" / spec.name, dev)
     write_json_atomic(out / "cells.json", [{"cell": c.name, **c.labels, "evaluate": str(results[t].folder)}
                                            for c, t in zip(cells, targets)])
-    if spec.compare:
-        compare_sweep(out, spec.compare["axis"], spec.compare.get("reference"))
+    if spec.compare:  # the leaderboard is written: a comparison that fails loses nothing but itself
+        try:
+            compare_sweep(out, spec.compare["axis"], spec.compare.get("reference"))
+        except (DiscoError, OSError, KeyError, ValueError) as exc:
+            log.warning("sweep %s: no compare-%s.md: %s", spec.name, spec.compare["axis"], exc)
     summary_rows = pq.read_table(out / "summary.parquet").to_pylist()
     text = (out / "leaderboard.md").read_text()
     create_table_artifact(key=re.sub(r"[^a-z0-9-]+", "-", f"disco-sweep-{spec.name}".lower()), table=summary_rows,
@@ -117,8 +120,9 @@ def write_leaderboard(spec, cells, evaluations, out: Path, dev: list | None = No
 def compare_sweep(folder: str | Path, axis: str, reference: str | None = None) -> Path:
     """``compare-<axis>.md`` and ``.parquet`` in a finished sweep's folder: each value of ``axis``
     against ``reference`` on dev (paired over the other axes), test beside, and the main metric and
-    query non-zeros by turn depth (disco_core.sweep_analysis). Reads the folders only: any sweep
-    run before, by this version or an earlier one, is analysed without rerunning a stage."""
+    query non-zeros by turn depth (disco_core.sweep_analysis). Reads the folders only, rerunning no
+    stage: any finished sweep whose leaderboard.parquet has the ``evaluated_as`` column (every sweep
+    since the sweeps' matrix work) is analysed, whichever version ran it."""
     folder = Path(folder)
     for name in ("leaderboard.parquet", "cells.json"):
         if not (folder / name).exists():
@@ -126,11 +130,13 @@ def compare_sweep(folder: str | Path, axis: str, reference: str | None = None) -
     cells = json.loads((folder / "cells.json").read_text())
     axes = [k for k in cells[0] if k not in ("cell", "evaluate")] if cells else []
     rows = pq.read_table(folder / "leaderboard.parquet").to_pylist()
-    comparison = sweep_analysis.dev_comparison(rows, axes, axis, reference)
+    metrics = tuple(m for m in ("mrr@10", "recall@100") if rows and m in rows[0])
+    comparison = sweep_analysis.dev_comparison(rows, axes, axis, reference, test_metrics=metrics)
     scores = [_cell_scores(folder.parent.parent, cell, axes, rows) for cell in cells]
     depth = sweep_analysis.depth_table(scores, axis)
     pq.write_table(leaderboard.to_table(comparison), folder / f"compare-{axis}.parquet")
-    write_text_atomic(folder / f"compare-{axis}.md", sweep_analysis.markdown(comparison, depth, axis))
+    write_text_atomic(folder / f"compare-{axis}.md", sweep_analysis.markdown(comparison, depth, axis,
+                                                                             test_metrics=metrics))
     return folder / f"compare-{axis}.md"
 
 

@@ -166,6 +166,9 @@ def teacher_weights(weights: dict[str, float], refs) -> dict[str, float]:
     if unknown:
         raise ConfigError(f"distill.weights: no teacher {', '.join(map(repr, unknown))}; "
                           f"the teachers are {', '.join(names)}")
+    resolved = [names[key] for key in weights]
+    if len(set(resolved)) != len(resolved):
+        raise ConfigError(f"distill.weights: {sorted(weights)} name one teacher twice")
     return {names[key]: w for key, w in weights.items()}
 
 

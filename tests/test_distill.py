@@ -154,8 +154,12 @@ def test_teacher_weights_name_configured_teachers(tmp_path):
     plan(cfg)  # the dataset's own rewrites by their alias, an LLM teacher by its name
     with pytest.raises(ConfigError, match="distill.weights: no teacher 'nobody'; the teachers are human, smollm2"):
         plan(validate({"work_dir": str(tmp_path), "distill": {"weights": {"nobody": 2.0}}}, ""))
+    with pytest.raises(ConfigError, match="name one teacher twice"):
+        plan(validate({"work_dir": str(tmp_path), "distill": {"weights": {"dataset": 2.0, "human": 1.0}}}, ""))
     with pytest.raises(ConfigError, match="weights weigh the mean fusion"):
         validate({"distill": {"fusion": "max", "weights": {"human": 2.0}}}, "")
+    with pytest.raises(ConfigError, match="positive and finite"):
+        validate({"distill": {"weights": {"human": float("inf")}}}, "")
 
 
 def test_the_question_teacher_is_the_turn_as_written():

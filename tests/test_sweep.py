@@ -52,7 +52,8 @@ def write_spec(path: Path, work: Path, **changes) -> Path:
     ({"axes": {"evaluation.split": ["all"]}}, "overlaps the training split"),
     ({"axes": {"train.name": ["same", "same2"], "train.seed": [1, 2]}}, "two configurations need it"),
     ({"compare": "colour"}, "compare: expected an axis (train.seed)"),
-    ({"compare": {"axis": "train.seed", "reference": "7"}}, "compare.reference: '7' is not a value of axis train.seed"),
+    ({"compare": {"axis": "train.seed", "reference": 7}}, "compare.reference: '7' is not a value of axis train.seed"),
+    ({"compare": {"axis": ["train.seed"]}}, "compare: expected an axis"),
 ])
 def test_bad_specs_fail_before_any_work(tmp_path, changes, message):
     from flows.sweep import plan_sweep
