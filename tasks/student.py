@@ -71,6 +71,10 @@ def train(ctx: Context) -> Trained:
     epoch = trainer.best_epoch()
     trainer.save_final(ctx.out("model"), epoch)
     write_json_atomic(ctx.out("log"), history)
+    # the per-epoch checkpoints (weights and optimizer, ~50 MB an epoch for splade-tiny) exist to
+    # resume a killed run; the final model is saved, so they go: kept, a recipe sweep's students
+    # filled 22 GB here
+    shutil.rmtree(run_dir, ignore_errors=True)
     result = Trained(student=ctx.params["student"], examples=len(examples), steps=trainer.step, epoch=epoch,
                      train_turns=sum(c["train_turns"] for c in counts), dev_turns=sum(c["dev_turns"] for c in counts),
                      dev={str(e): s for e, s in trainer.dev_scores().items()}, resumed_epochs=trainer.resumed_epochs,

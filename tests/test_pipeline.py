@@ -206,9 +206,11 @@ def test_targets_and_force(run):
     ran, summary = run(targets=["index"])
     assert {short(i) for i in summary} == {"ingest", "encode_corpus", "index"}
     assert run(targets=["index"], force=["index"])[0] == {"index"}
-    # a forced training trains again from scratch, although a finished run's checkpoints exist
+    # a forced training trains again from scratch; a finished one keeps its model, not its checkpoints
     ran, summary = run(targets=["train"], force=["train"])
-    assert ran == {"train"} and summary[next(i for i in summary if i.startswith("train["))]["info"]["resumed_epochs"] == 0
+    trained = summary[next(i for i in summary if i.startswith("train["))]
+    assert ran == {"train"} and trained["info"]["resumed_epochs"] == 0
+    assert (Path(trained["folder"]) / "model").is_dir() and not list(Path(trained["folder"]).glob("run-*"))
 
 
 def test_bad_source_fails_with_file_and_line_and_keeps_finished_work(run, tmp_path):
