@@ -265,6 +265,7 @@ class DistillConfig(_Section):
     normalise: Literal["none", "zscore"] = Field(
         "none", description="each teacher's scores as they are (raw dot products, as DiSCo) or standardised "
         "per query before fusing (zscore: no teacher weighs more for its score scale)")
+    teacher_k: int = Field(1000, gt=0, description="documents scored per teacher and query")
 
     @model_validator(mode="after")
     def _weights(self) -> DistillConfig:
@@ -275,7 +276,6 @@ class DistillConfig(_Section):
         if self.normalise != "none" and self.fusion == "per-teacher":
             raise ValueError("normalise applies to fused teachers; fusion is 'per-teacher'")
         return self
-    teacher_k: int = Field(1000, gt=0, description="documents scored per teacher and query")
 
 
 class TrainData(_Section):

@@ -9,8 +9,9 @@ Fusion rules: ``mean`` (DiSCo's default: mean over the teachers that rewrote the
 weights make it a weighted mean), ``max``, and ``per-teacher`` (no fusion: each teacher's top-k is
 a separate target list). Scores are raw dot products, as in DiSCo; ``normalise="zscore"`` first
 standardises each teacher's scores over the query's candidates, so that no teacher weighs more
-for having a larger score scale, then gives the fused list the teachers' mean centre and spread back
-(the KL's targets keep the sharpness raw scores give them; only the teachers' relative say changes).
+for having a larger score scale, then gives the fused list the teachers' (weighted) mean centre and
+spread back, so the KL's targets stay about as sharp as raw scores make them (averaging z-scores of
+teachers that disagree narrows them somewhat); what changes is the teachers' relative say.
 """
 
 from __future__ import annotations
